@@ -1,0 +1,142 @@
+"""What every check shares: the target base model, stages, the failure a check raises, and the probe it reports to."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+Scalar = str | int | float | bool | None
+
+
+class Stage(StrEnum):
+    """Where a check stopped, in the order a connection gets there."""
+
+    RESOLVE = "resolve"
+    CONNECT = "connect"
+    TLS = "tls"
+    AUTH = "auth"
+    PERMISSION = "permission"
+    OPERATION = "operation"
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    WARNING = "warning"
+    FAILED = "failed"
+
+
+class CheckFailed(Exception):
+    """Raised by a check to stop at `stage`, saying why in one line and what to do about it."""
+
+    def __init__(self, stage: Stage, cause: str, remediation: str) -> None:
+        super().__init__(cause)
+        self.stage = stage
+        self.cause = cause
+        self.remediation = remediation
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Host = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[^\s/]+$")]
+
+TargetName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+]
+
+
+class Target(BaseModel):
+    """One configured thing to check. Each kind subclasses it with its own fields and a `check` method."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_timeout: ClassVar[float] = 10.0
+
+    name: TargetName
+    kind: str
+    required: bool = True
+    timeout: Annotated[float, Field(gt=0, le=600)] | None = None
+    description: Annotated[str, Field(max_length=500)] = ""
+
+    @property
+    def effective_timeout(self) -> float:
+        return self.timeout if self.timeout is not None else self.default_timeout
+
+    def secrets(self) -> list[str]:
+        """Every secret value this target holds, so outputs can be scrubbed of them."""
+        return [
+            value.get_secret_value()
+            for value in (getattr(self, name) for name in type(self).model_fields)
+            if isinstance(value, SecretStr) and value.get_secret_value()
+        ]
+
+    def check(self, probe: Probe) -> None:  # pragma: no cover - every kind overrides it
+        raise NotImplementedError
+
+
+@dataclass
+class Step:
+    name: str
+    stage: Stage
+    status: Status
+    duration_ms: float
+    detail: str = ""
+
+
+@dataclass
+class Probe:
+    """A check's notebook: the steps it took, the facts it learned, the stage it is in.
+
+    The runner reads `stage` and `step` when a check overruns its timeout, to say where it hung.
+    """
+
+    deadline: float
+    stage: Stage = Stage.RESOLVE
+    step_name: str = ""
+    step_started: float = 0.0
+    step_detail: str = ""
+    steps: list[Step] = field(default_factory=list)
+    facts: dict[str, Scalar] = field(default_factory=dict)
+    warnings: list[tuple[Stage, str, str]] = field(default_factory=list)
+    started_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+
+    def remaining(self, floor: float = 0.05) -> float:
+        """Seconds left before the runner gives up; SDK timeouts are set from it so threads end soon after."""
+        return max(self.deadline - time.monotonic(), floor)
+
+    @contextmanager
+    def step(self, name: str, stage: Stage) -> Iterator[None]:
+        start = time.perf_counter()
+        self.stage, self.step_name, self.step_started, self.step_detail = stage, name, start, ""
+        try:
+            yield
+        except CheckFailed as failure:
+            self._record(name, stage, Status.FAILED, start, failure.cause)
+            raise
+        except BaseException as error:
+            self._record(name, stage, Status.FAILED, start, type(error).__name__)
+            raise
+        self._record(name, stage, Status.PASSED, start, self.step_detail)
+
+    def note(self, detail: str) -> None:
+        """Attach a detail to the step in progress (e.g. 'TLSv1.3', '127.0.0.1, ::1')."""
+        self.step_detail = detail
+
+    def warn(self, stage: Stage, cause: str, remediation: str) -> None:
+        """The target works, but something will hurt later (expiring certificate, low replication ...)."""
+        self.warnings.append((stage, cause, remediation))
+
+    def hung_step(self, cause: str) -> Step:
+        """The step in progress when the runner gave up on it: it never finished, so it never recorded itself."""
+        elapsed = round((time.perf_counter() - self.step_started) * 1000, 2) if self.step_started else 0.0
+        return Step(self.step_name or self.stage.value, self.stage, Status.FAILED, elapsed, cause)
+
+    def _record(self, name: str, stage: Stage, status: Status, start: float, detail: str) -> None:
+        duration = round((time.perf_counter() - start) * 1000, 2)
+        self.steps.append(Step(name, stage, status, duration, detail))

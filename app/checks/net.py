@@ -1,0 +1,70 @@
+"""Socket steps that several kinds share: resolving a host and opening a TCP connection."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from app.checks.base import CheckFailed, Probe, Stage
+
+_CONNECT_REMEDIATION = {
+    errno.ECONNREFUSED: "the host answered but nothing listens on port {port}: check the port and that it runs",
+    errno.EHOSTUNREACH: "no route to {host}: check the pod's egress (NetworkPolicy, security groups, firewall)",
+    errno.ENETUNREACH: "no route to {host}'s network: check the cluster's egress routing",
+    errno.ECONNRESET: "the connection was reset: a firewall or proxy in between may be rejecting it",
+}
+
+
+def resolve(probe: Probe, host: str, port: int) -> list[str]:
+    """Every address `host` resolves to through the pod's own resolver, in the order it returned them."""
+    with probe.step("resolve", Stage.RESOLVE):
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise CheckFailed(
+                Stage.RESOLVE,
+                f"{host} does not resolve ({error.strerror})",
+                f"check the hostname for typos and that the cluster DNS (or /etc/hosts) knows {host}",
+            ) from error
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        probe.note(", ".join(addresses))
+    probe.facts["addresses"] = ", ".join(addresses)
+    return addresses
+
+
+def connect(probe: Probe, host: str, port: int, addresses: list[str]) -> socket.socket:
+    """A connected socket to the first address that accepts; the caller closes it."""
+    with probe.step("connect", Stage.CONNECT):
+        last_error: OSError | None = None
+        for address in addresses:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(probe.remaining())
+            try:
+                sock.connect((address, port))
+            except OSError as error:
+                sock.close()
+                last_error = error
+                continue
+            probe.note(f"{address}:{port}")
+            probe.facts["connected_to"] = f"{address}:{port}"
+            return sock
+        raise connect_failure(host, port, last_error)
+
+
+def connect_failure(host: str, port: int, error: OSError | None) -> CheckFailed:
+    if isinstance(error, TimeoutError) or error is None:
+        return CheckFailed(
+            Stage.CONNECT,
+            f"no answer from {host}:{port} before the timeout",
+            "packets are being dropped: check firewalls, security groups and NetworkPolicy egress to this port",
+        )
+    template = _CONNECT_REMEDIATION.get(
+        error.errno or 0, "check that the service runs and that the pod may reach {host}:{port}"
+    )
+    reason = error.strerror or type(error).__name__
+    return CheckFailed(
+        Stage.CONNECT,
+        f"cannot connect to {host}:{port}: {reason}",
+        template.format(host=host, port=port),
+    )

@@ -1,0 +1,89 @@
+"""Command line: `check` runs the targets once and exits with the verdict; `serve` runs the dashboard.
+
+Exit codes: 0 ready, 1 not ready, 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from app import __version__
+
+EXIT_READY, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
+DEMO_CONFIG = Path(__file__).parent / "demo-targets.yaml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2 too; this pins it
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m app", description="Checks that the infrastructure the Airia platform needs is ready."
+    )
+    parser.add_argument("--version", action="version", version=f"airia-test-pod {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = commands.add_parser(
+        "check",
+        help="check every target once and exit with the verdict",
+        description="Exit codes: 0 ready, 1 not ready, 2 bad usage or bad config.",
+    )
+    check.add_argument("--config", help="targets file (default: $TESTPOD_CONFIG, else the built-in demo)")
+    check.add_argument("--format", choices=["text", "json", "junit"], default="text")
+    check.add_argument("--only", action="append", metavar="NAME", help="check only this target (repeatable)")
+    check.add_argument("--strict", action="store_true", help="warnings make the verdict not ready")
+    check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check(args)
+    return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
+
+
+def check(args: argparse.Namespace) -> int:
+    from app import report
+    from app.config import ConfigError, load_targets
+    from app.results import Result
+    from app.runner import Runner, run_targets
+
+    config = args.config or os.environ.get("TESTPOD_CONFIG") or str(DEMO_CONFIG)
+    try:
+        targets = load_targets(config)
+    except ConfigError as error:
+        print(f"config error in {config}:\n{error}", file=sys.stderr)
+        return EXIT_USAGE
+    runner = Runner(targets, strict=args.strict)
+    try:
+        selected = runner.select(args.only)
+    except KeyError as error:
+        print(f"error: --only names no configured target: {error.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    if not selected:
+        print(f"config error in {config}: no targets configured", file=sys.stderr)
+        return EXIT_USAGE
+
+    live = sys.stderr.isatty() and args.format == "text" and not args.output
+
+    def progress(result: Result) -> None:
+        if live:
+            print(f"  {result.status.upper():7} {result.name} ({result.duration_ms / 1000:.2f}s)", file=sys.stderr)
+
+    run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress))
+    rendered = {"text": report.to_text, "json": report.to_json, "junit": report.to_junit}[args.format](run)
+    if args.output:
+        Path(args.output).write_text(rendered, encoding="utf-8")
+    else:
+        sys.stdout.write(rendered)
+    return EXIT_READY if run.verdict == "ready" else EXIT_NOT_READY

@@ -1,0 +1,185 @@
+"""Runs checks: each target in its own thread under a hard timeout, all targets concurrently, one run at a time.
+
+Blocking SDKs cannot be cancelled, so every check runs in a daemon thread of its own and the event loop
+only waits for it until the deadline. A check that overruns is reported as failed at the stage it was in,
+on time; its thread ends soon after because each SDK is given the remaining time as its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from app.checks.base import CheckFailed, Probe, Stage, Status, Target
+from app.results import Result, Run, StepResult
+from app.sanitization import clean_remote_text, redact
+
+TIMEOUT_REMEDIATION = {
+    Stage.RESOLVE: "the DNS server did not answer in time: check the pod's resolver (CoreDNS) and its upstreams",
+    Stage.CONNECT: "nothing answered: a firewall, security group or NetworkPolicy is probably dropping the traffic",
+    Stage.TLS: "the port accepts connections but never completes a TLS handshake: is it really a TLS port?",
+    Stage.AUTH: "the server accepted the connection but did not finish authenticating: check its load and logs",
+    Stage.PERMISSION: "the server stalled while the probe tested permissions: check its load and locks",
+    Stage.OPERATION: "the server accepted the request but did not answer in time: check its load and logs",
+}
+
+OnResult = Callable[[Result], None]
+
+
+async def check_target(target: Target) -> Result:
+    """Check one target under its timeout. Never raises: every outcome is a Result."""
+    timeout = target.effective_timeout
+    probe = Probe(deadline=time.monotonic() + timeout)
+    failure: CheckFailed | None = None
+    try:
+        await asyncio.wait_for(_in_thread(target.name, target.check, probe), timeout)
+    except TimeoutError:
+        step = probe.step_name or probe.stage.value
+        failure = CheckFailed(
+            probe.stage, f"{step} did not finish within {timeout:g} s", TIMEOUT_REMEDIATION[probe.stage]
+        )
+    except CheckFailed as error:
+        failure = error
+    except Exception as error:  # an SDK error the check does not classify: report it, never crash the run
+        failure = CheckFailed(
+            probe.stage,
+            f"{type(error).__name__}: {clean_remote_text(str(error))}",
+            f"unexpected error during the {probe.stage.value} stage; the cause is the library's own message",
+        )
+    return _result(target, probe, failure)
+
+
+async def run_targets(targets: Sequence[Target], *, strict: bool = False, on_result: OnResult | None = None) -> Run:
+    """Check every target concurrently; `on_result` sees each result as it lands."""
+    started = datetime.now().astimezone()
+
+    async def one(target: Target) -> Result:
+        result = await check_target(target)
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    results = await asyncio.gather(*(one(t) for t in targets))
+    return Run(started_at=started, finished_at=datetime.now().astimezone(), strict=strict, results=results, pending=[])
+
+
+class Runner:
+    """Holds the configured targets and the latest run. Callers that ask while a run is in flight join it."""
+
+    def __init__(self, targets: Sequence[Target], *, strict: bool = False) -> None:
+        self.targets = {t.name: t for t in targets}
+        self.strict = strict
+        self.latest: Run | None = None
+        self._task: asyncio.Task[Run] | None = None
+        self._started: datetime | None = None
+        self._selected: list[str] = []
+        self._landed: dict[str, Result] = {}
+
+    def select(self, names: Sequence[str] | None) -> list[Target]:
+        """The targets named (all when None). Raises KeyError naming any unknown name."""
+        if not names:
+            return list(self.targets.values())
+        unknown = [n for n in names if n not in self.targets]
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        return [self.targets[n] for n in dict.fromkeys(names)]
+
+    def start(self, names: Sequence[str] | None = None) -> asyncio.Task[Run]:
+        """Start a run in the background, or return the one in flight."""
+        if self._task is not None and not self._task.done():
+            return self._task
+        selected = self.select(names)
+        self._started = datetime.now().astimezone()
+        self._selected = [t.name for t in selected]
+        self._landed = {}
+        self._task = asyncio.create_task(self._run(selected))
+        return self._task
+
+    async def run(self, names: Sequence[str] | None = None) -> Run:
+        return await self.start(names)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def current(self) -> Run | None:
+        """The run in flight with the results landed so far, else the latest finished run."""
+        if not self.running or self._started is None:
+            return self.latest
+        order = {name: i for i, name in enumerate(self._selected)}
+        landed = sorted(self._landed.values(), key=lambda r: order[r.name])
+        pending = [n for n in self._selected if n not in self._landed]
+        return Run(started_at=self._started, finished_at=None, strict=self.strict, results=landed, pending=pending)
+
+    async def _run(self, targets: list[Target]) -> Run:
+        run = await run_targets(targets, strict=self.strict, on_result=self._land)
+        run = run.model_copy(update={"started_at": self._started or run.started_at})
+        self.latest = run
+        return run
+
+    def _land(self, result: Result) -> None:
+        self._landed[result.name] = result
+
+
+def _in_thread(name: str, function: Callable[[Probe], None], probe: Probe) -> asyncio.Future[None]:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(None)
+
+    def work() -> None:
+        error: BaseException | None = None
+        try:
+            function(probe)
+        except BaseException as raised:  # handed to the event loop, which decides what it means
+            error = raised
+        # the loop may have closed while this check overran its timeout: nobody waits for it any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=work, name=f"check-{name}", daemon=True).start()
+    return future
+
+
+def _result(target: Target, probe: Probe, failure: CheckFailed | None) -> Result:
+    secrets = target.secrets()
+
+    def scrub(text: str) -> str:
+        return redact(text, secrets)
+
+    def scrub_value(value: Any) -> Any:
+        return scrub(value) if isinstance(value, str) else value
+
+    steps = list(probe.steps)
+    if failure is not None and not (steps and steps[-1].status == Status.FAILED):
+        steps.append(probe.hung_step(failure.cause))
+    if failure is not None:
+        status, stage, cause, remediation = Status.FAILED, failure.stage, failure.cause, failure.remediation
+    elif probe.warnings:
+        status, stage = Status.WARNING, probe.warnings[0][0]
+        cause = "; ".join(w[1] for w in probe.warnings)
+        remediation = "; ".join(w[2] for w in probe.warnings)
+    else:
+        status, stage, cause, remediation = Status.PASSED, None, "", ""
+    duration = round((datetime.now().astimezone() - probe.started_at).total_seconds() * 1000, 2)
+    return Result(
+        name=target.name,
+        kind=target.kind,
+        required=target.required,
+        description=target.description,
+        status=status,
+        stage=stage,
+        cause=scrub(cause),
+        remediation=scrub(remediation),
+        duration_ms=duration,
+        started_at=probe.started_at,
+        steps=[StepResult(**{**vars(s), "detail": scrub(s.detail)}) for s in steps],
+        facts={key: scrub_value(value) for key, value in dict(probe.facts).items()},
+    )

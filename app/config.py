@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -13,6 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from app.checks import AnyTarget
 from app.checks.base import Target
 
+
+def _kind_names() -> frozenset[str]:
+    union = get_args(AnyTarget)[0]
+    members = get_args(union) or (union,)
+    return frozenset(get_args(member.model_fields["kind"].annotation)[0] for member in members)
+
+
+KINDS = _kind_names()
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_CONFIG_BYTES = 1_000_000
 
@@ -99,7 +107,7 @@ def _describe(error: Any) -> str:
     loc: list[str | int] = []
     for part in error["loc"]:
         # pydantic inserts the discriminator value (e.g. 'tcp') into the path of a union member; users never wrote it
-        if isinstance(part, str) and len(loc) >= 2 and loc[-2] == "targets" and isinstance(loc[-1], int):
+        if part in KINDS and len(loc) == 2 and loc[0] == "targets" and isinstance(loc[1], int):
             continue
         loc.append(part)
     kind = error["type"]

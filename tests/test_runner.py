@@ -1,0 +1,137 @@
+"""The runner: timeouts at the stage reached, concurrency, single flight, verdicts and redaction.
+
+Most targets here are real tcp checks against local sockets; `Scripted` is a check whose behaviour the test
+controls, to pin down the runner's own rules (a hang at a given stage, an unexpected error, a warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Literal
+
+import pytest
+from pydantic import SecretStr
+
+from app.checks.base import CheckFailed, Probe, Stage, Status, Target
+from app.checks.tcp import TcpTarget
+from app.results import Verdict
+from app.runner import Runner, check_target, run_targets
+from tests.servers import StallServer
+
+
+class Scripted(Target):
+    kind: Literal["scripted"] = "scripted"
+    behaviour: str = "pass"
+    password: SecretStr = SecretStr("")
+
+    def check(self, probe: Probe) -> None:
+        with probe.step("connect", Stage.CONNECT):
+            probe.facts["secret_echo"] = f"token={self.password.get_secret_value()}"
+        with probe.step("login", Stage.AUTH):
+            if self.behaviour == "hang":
+                threading.Event().wait(probe.remaining() + 1)  # overruns its deadline
+            elif self.behaviour == "fail":
+                raise CheckFailed(Stage.AUTH, f"rejected {self.password.get_secret_value()}", "fix the password")
+            elif self.behaviour == "crash":
+                raise ValueError(f"library blew up with {self.password.get_secret_value()}")
+        if self.behaviour == "warn":
+            probe.warn(Stage.OPERATION, "slow", "look at the load")
+
+
+def tcp(name: str, port: int, *, required: bool = True, timeout: float | None = None) -> TcpTarget:
+    return TcpTarget(name=name, kind="tcp", host="127.0.0.1", port=port, required=required, timeout=timeout)
+
+
+async def test_real_tcp_pass_and_fail(stall: StallServer, closed_port: int) -> None:
+    run = await run_targets([tcp("open", stall.port), tcp("closed", closed_port)])
+    opened, closed = run.results
+    assert opened.status == Status.PASSED and opened.stage is None
+    assert [s.name for s in opened.steps] == ["resolve", "connect"]
+    assert opened.facts["connected_to"] == f"127.0.0.1:{stall.port}"
+    assert closed.status == Status.FAILED and closed.stage == Stage.CONNECT
+    assert "Connection refused" in closed.cause and "nothing listens" in closed.remediation
+    assert run.verdict == Verdict.NOT_READY
+    assert run.counts.model_dump() == {"total": 2, "passed": 1, "warning": 0, "failed": 1, "pending": 0}
+
+
+async def test_hung_check_fails_on_time_at_the_stage_it_reached() -> None:
+    start = time.monotonic()
+    result = await check_target(Scripted(name="hangs", behaviour="hang", timeout=0.3))
+    assert time.monotonic() - start < 1.0
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause == "login did not finish within 0.3 s"
+    assert result.steps[-1].name == "login" and result.steps[-1].status == Status.FAILED
+    assert result.steps[-1].duration_ms >= 250
+
+
+async def test_hung_checks_do_not_delay_each_other() -> None:
+    targets = [Scripted(name=f"hang-{i}", behaviour="hang", timeout=0.5) for i in range(30)]
+    start = time.monotonic()
+    run = await run_targets(targets)
+    # 30 sequential hangs would take 15 s; concurrently they take about one timeout
+    assert time.monotonic() - start < 3.0
+    assert {r.status for r in run.results} == {Status.FAILED}
+
+
+async def test_failure_keeps_the_checks_own_classification() -> None:
+    result = await check_target(Scripted(name="bad", behaviour="fail", password=SecretStr("pw-1234567")))
+    assert (result.status, result.stage, result.remediation) == (Status.FAILED, Stage.AUTH, "fix the password")
+
+
+async def test_unexpected_error_is_reported_not_raised() -> None:
+    result = await check_target(Scripted(name="boom", behaviour="crash"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause.startswith("ValueError: library blew up")
+
+
+@pytest.mark.parametrize("behaviour", ["fail", "crash", "hang"])
+async def test_secrets_never_reach_the_result(behaviour: str) -> None:
+    secret = "s3cr3t-Planted-Value-91"
+    target = Scripted(name="leaky", behaviour=behaviour, password=SecretStr(secret), timeout=0.2)
+    result = await check_target(target)
+    assert secret not in result.model_dump_json()
+    assert result.facts["secret_echo"] == "token=***"
+
+
+async def test_warning_is_ready_unless_strict() -> None:
+    targets = [Scripted(name="slow", behaviour="warn")]
+    relaxed, strict = await run_targets(targets), await run_targets(targets, strict=True)
+    assert relaxed.results[0].status == Status.WARNING
+    assert (relaxed.results[0].stage, relaxed.results[0].cause) == (Stage.OPERATION, "slow")
+    assert (relaxed.verdict, strict.verdict) == (Verdict.READY, Verdict.NOT_READY)
+
+
+async def test_optional_failure_keeps_the_run_ready(closed_port: int) -> None:
+    run = await run_targets([tcp("extra", closed_port, required=False)])
+    assert run.results[0].status == Status.FAILED
+    assert run.verdict == Verdict.READY
+
+
+async def test_concurrent_callers_share_one_run() -> None:
+    runner = Runner([Scripted(name="a", behaviour="hang", timeout=0.3), Scripted(name="b")])
+    first, second = runner.start(), runner.start(["b"])
+    assert first is second
+    await asyncio.sleep(0.1)
+    partial = runner.current()
+    assert partial is not None and partial.verdict is None
+    assert partial.pending == ["a"] and [r.name for r in partial.results] == ["b"]
+    run = await first
+    assert runner.current() is run is runner.latest
+    assert run.pending == [] and run.verdict == Verdict.NOT_READY
+
+
+async def test_a_new_run_starts_after_the_last_one_finished() -> None:
+    runner = Runner([Scripted(name="a")])
+    first = await runner.run()
+    second = await runner.run(["a"])
+    assert second is not first and runner.latest is second
+
+
+def test_select_rejects_unknown_names() -> None:
+    runner = Runner([Scripted(name="a")])
+    with pytest.raises(KeyError, match="nope"):
+        runner.select(["a", "nope"])
+    assert [t.name for t in runner.select(["a", "a"])] == ["a"]
+    assert runner.current() is None

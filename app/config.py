@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
 
 from app.checks import AnyTarget
-from app.checks.base import Target
+from app.checks.base import Port, Target
 
 
 def _kind_names() -> frozenset[str]:
@@ -126,3 +137,126 @@ def _describe(error: Any) -> str:
         message = error["msg"]
         message = message.removeprefix("Value error, ")
     return f"{_location(tuple(loc))}: {message}"
+
+
+# --- Server settings -------------------------------------------------------------------------------------------
+
+DEFAULT_SECRETS_DIR = Path("/etc/airia-test-pod/secrets")
+MIN_PASSWORD_LENGTH = 12
+MIN_SECRET_KEY_LENGTH = 32
+# Passwords long enough to pass the length rule that still appear first in every guessing list.
+_WELL_KNOWN_PASSWORDS = frozenset(
+    {
+        "password1234",
+        "password123!",
+        "passw0rd1234",
+        "123456789012",
+        "1234567890ab",
+        "qwertyuiop12",
+        "qwerty123456",
+        "adminadmin12",
+        "admin1234567",
+        "administrator",
+        "changeme1234",
+        "welcome12345",
+        "letmein12345",
+        "iloveyou1234",
+        "airia-test-pod",
+        "airiatestpod",
+        "correcthorsebatterystaple",
+    }
+)
+# Placeholder phrases copied from templates and tutorials: a key containing one was never generated.
+_PLACEHOLDER_KEY_WORDS = ("changeme", "change-me", "change_me", "changethis", "your-secret", "secret-key", "example")
+
+
+class Settings(BaseSettings):
+    """The server's settings: `TESTPOD_*` variables, then files named like the field in TESTPOD_SECRETS_DIR.
+
+    A missing password or secret key is generated at start-up (see app.auth); a weak one given explicitly is
+    refused unless dev mode is on, because a weak secret that someone chose is a secret someone can guess.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TESTPOD_", env_ignore_empty=True, extra="ignore")
+
+    config: Path | None = None
+    host: str = "0.0.0.0"  # noqa: S104 - a pod serves its Service from every interface
+    port: Port = Field(8080, validation_alias=AliasChoices("port", "PORT"))
+    auth_username: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S+$")] = "admin"
+    auth_password: SecretStr | None = None
+    auth_password_hash: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    session_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 8 * 60
+    dev_mode: bool = False
+    forwarded_allow_ips: str | None = None
+    run_on_start: bool = True
+    strict: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Kubernetes mounts a Secret as one file per key; the keys are the field names, without the prefix.
+        directory = Path(os.environ.get("TESTPOD_SECRETS_DIR") or DEFAULT_SECRETS_DIR)
+        if not directory.is_dir():
+            return init_settings, env_settings
+        return init_settings, env_settings, SecretsSettingsSource(settings_cls, secrets_dir=directory, env_prefix="")
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Settings:
+        if self.auth_password is not None and self.auth_password_hash is not None:
+            raise ValueError("set TESTPOD_AUTH_PASSWORD or TESTPOD_AUTH_PASSWORD_HASH, not both")
+        if self.auth_password_hash is not None:
+            _check_password_hash(self.auth_password_hash.get_secret_value())
+        if self.dev_mode:
+            return self
+        if self.auth_password is not None:
+            _check_password(self.auth_password.get_secret_value(), self.auth_username)
+        if self.secret_key is not None:
+            _check_secret_key(self.secret_key.get_secret_value())
+        return self
+
+
+def _check_password(password: str, username: str) -> None:
+    dev_hint = "(or set TESTPOD_DEV_MODE=true on a workstation)"
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"TESTPOD_AUTH_PASSWORD is shorter than {MIN_PASSWORD_LENGTH} characters {dev_hint}")
+    lowered = password.lower()
+    if lowered in _WELL_KNOWN_PASSWORDS or lowered == username.lower() or len(set(lowered)) <= 2:
+        raise ValueError(f"TESTPOD_AUTH_PASSWORD is a well-known or trivial password; choose another {dev_hint}")
+
+
+def _check_secret_key(key: str) -> None:
+    advice = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ValueError(f"TESTPOD_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters; {advice}")
+    if len(set(key)) < 10 or any(word in key.lower() for word in _PLACEHOLDER_KEY_WORDS):
+        raise ValueError(f"TESTPOD_SECRET_KEY looks like a placeholder, not a random key; {advice}")
+
+
+def _check_password_hash(value: str) -> None:
+    from argon2 import extract_parameters
+    from argon2.exceptions import InvalidHashError
+
+    try:
+        extract_parameters(value)
+    except (InvalidHashError, ValueError):
+        raise ValueError(
+            "TESTPOD_AUTH_PASSWORD_HASH is not an argon2 hash; make one with: python -m app hash-password"
+        ) from None
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per problem, naming the variable; pydantic's own text would echo the rejected (secret) value."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in problem["loc"])
+        variable = "PORT" if field.lower() == "port" else f"TESTPOD_{field.upper()}"
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}" if field else message)
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""A run rendered for people and machines: JSON, JUnit XML and a plain-text table.
+"""A run rendered for people and machines: JSON, JUnit XML, a plain-text table and a self-contained HTML page.
 
 Results are redacted when they are made (runner), so every renderer here can print what it is given.
 """
@@ -6,6 +6,7 @@ Results are redacted when they are made (runner), so every renderer here can pri
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from xml.etree import ElementTree as ET
 
 from app import __version__
@@ -81,3 +82,91 @@ def to_text(run: Run) -> str:
 def _details(result: Result) -> str:
     steps = "\n".join(f"  {s.status.upper():7} {s.name} ({s.duration_ms:.0f} ms) {s.detail}" for s in result.steps)
     return f"stage: {result.stage}\ncause: {result.cause}\nremediation: {result.remediation}\nsteps:\n{steps}\n"
+
+
+def to_html(run: Run) -> str:
+    """A self-contained page (styles inline, no script, no external resource) to attach to a support ticket.
+
+    Every value is escaped by the template engine: target descriptions and remote error text are untrusted.
+    """
+    from jinja2 import Environment
+
+    template = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(_HTML)
+    return template.render(run=run, version=__version__, generated=datetime.now().astimezone())
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>airia-test-pod report: {{ (run.verdict or "in progress") | replace("_", " ") }}</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5rem auto; max-width: 72rem; padding: 0 1rem; }
+body { color: #1d232b; } h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin: 0; }
+.verdict { padding: .8rem 1rem; border-radius: 6px; font-weight: 600; }
+.ready { background: #e3f4e8; } .not_ready { background: #fbe4e4; } .running { background: #fff4d6; }
+section { border: 1px solid #d5dae0; border-radius: 6px; padding: .8rem 1rem; margin: 1rem 0; }
+.status { font-weight: 700; text-transform: uppercase; }
+.passed .status { color: #17692f; } .warning .status { color: #8a5a00; } .failed .status { color: #a61b1b; }
+table { border-collapse: collapse; width: 100%; margin-top: .5rem; }
+th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #e6e9ed; vertical-align: top; }
+td, dd { overflow-wrap: anywhere; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 0; }
+</style>
+</head>
+<body>
+<h1>airia-test-pod {{ version }}: infrastructure readiness report</h1>
+<p>Run started {{ run.started_at.isoformat(timespec="seconds") }}
+{% if run.finished_at %}
+, finished {{ run.finished_at.isoformat(timespec="seconds") }} ({{ "%.2f" | format(run.duration_ms / 1000) }} s)
+{% endif %}
+. Report generated {{ generated.isoformat(timespec="seconds") }}.
+{% if run.strict %} Strict mode: warnings count as failures.{% endif %}
+</p>
+{% set c = run.counts %}
+<p class="verdict {{ run.verdict or 'running' }}">
+{% if run.verdict == "ready" %}READY{% elif run.verdict == "not_ready" %}NOT READY{% else %}RUN IN PROGRESS{% endif %}:
+{{ c.passed }} passed, {{ c.warning }} warning, {{ c.failed }} failed
+{% if c.pending %}, {{ c.pending }} still running{% endif %}
+ of {{ c.total }} targets.</p>
+{% if run.pending %}<p>Still running: {{ run.pending | join(", ") }}</p>{% endif %}
+<table>
+<tr><th>Status</th><th>Target</th><th>Kind</th><th>Stage</th><th>Time</th><th>Cause</th></tr>
+{% for r in run.results %}
+<tr class="{{ r.status }}"><td class="status">{{ r.status }}</td>
+<td>{{ r.name }}{% if not r.required %} (optional){% endif %}</td><td>{{ r.kind }}</td><td>{{ r.stage or "" }}</td>
+<td>{{ "%.2f" | format(r.duration_ms / 1000) }} s</td><td>{{ r.cause }}</td></tr>
+{% endfor %}
+</table>
+{% for r in run.results %}
+<section class="{{ r.status }}">
+<h2><span class="status">{{ r.status }}</span> {{ r.name }}
+<small>({{ r.kind }}{% if not r.required %}, optional{% endif %})</small></h2>
+{% if r.description %}<p>{{ r.description }}</p>{% endif %}
+<dl>
+{% if r.stage %}<dt>Stage</dt><dd>{{ r.stage }}</dd>{% endif %}
+{% if r.cause %}<dt>Cause</dt><dd>{{ r.cause }}</dd>{% endif %}
+{% if r.remediation %}<dt>Remediation</dt><dd>{{ r.remediation }}</dd>{% endif %}
+<dt>Started</dt>
+<dd>{{ r.started_at.isoformat(timespec="seconds") }}, took {{ "%.2f" | format(r.duration_ms / 1000) }} s</dd>
+</dl>
+{% if r.steps %}
+<table><tr><th>Step</th><th>Stage</th><th>Status</th><th>Time</th><th>Detail</th></tr>
+{% for s in r.steps %}
+<tr><td>{{ s.name }}</td><td>{{ s.stage }}</td><td>{{ s.status }}</td>
+<td>{{ "%.0f" | format(s.duration_ms) }} ms</td><td>{{ s.detail }}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
+{% if r.facts %}
+<table><tr><th>Fact</th><th>Value</th></tr>
+{% for key, value in r.facts.items() %}
+<tr><td>{{ key }}</td><td>{{ value }}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
+</section>
+{% endfor %}
+</body>
+</html>
+"""

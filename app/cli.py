@@ -42,6 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--only", action="append", metavar="NAME", help="check only this target (repeatable)")
     check.add_argument("--strict", action="store_true", help="warnings make the verdict not ready")
     check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the dashboard, the JSON API and the health probes",
+        description="Settings come from TESTPOD_* variables (see app/config.py Settings); PORT sets the port.",
+    )
+    serve.add_argument("--host", help="address to listen on (default: $TESTPOD_HOST, else 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 8080)")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="proxies whose X-Forwarded-* headers are trusted, comma-separated (default: $TESTPOD_FORWARDED_ALLOW_IPS)",
+    )
+
+    commands.add_parser(
+        "hash-password",
+        help="read a password from standard input and print its argon2 hash for TESTPOD_AUTH_PASSWORD_HASH",
+    )
     return parser
 
 
@@ -49,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check(args)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "hash-password":
+        return hash_password()
     return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -87,3 +109,47 @@ def check(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(rendered)
     return EXIT_READY if run.verdict == "ready" else EXIT_NOT_READY
+
+
+def serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from app.config import Settings, describe_settings_error
+
+    overrides = {"host": args.host, "port": args.port, "forwarded_allow_ips": args.forwarded_allow_ips}
+    try:
+        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        print(f"refusing to start:\n{describe_settings_error(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from app.main import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        access_log=False,  # probes and polling would drown the log; runs and logins are logged instead
+        server_header=False,
+        log_level="info",
+    )
+    return EXIT_READY
+
+
+def hash_password() -> int:
+    import getpass
+
+    from app.auth import hash_password as argon2_hash
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("error: empty password", file=sys.stderr)
+        return EXIT_USAGE
+    print(argon2_hash(password))
+    return EXIT_READY

@@ -1,0 +1,99 @@
+"""create_app(settings): the web service over one runner, built from the validated targets at start-up.
+
+A targets file that does not load leaves the pod live but not ready (see app.health): the error goes to
+the log and to the dashboard, and no run can start until the file is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import __version__
+from app.auth import Authenticator
+from app.checks.base import Target
+from app.config import ConfigError, Settings, load_targets
+from app.health import PodHealth
+from app.metrics import Metrics
+from app.runner import Runner
+from app.web import api, errors, pages, status
+from app.web.middleware import BodyLimit, SecurityHeaders
+from app.web.pod import Pod
+
+MAX_BODY_BYTES = 64 * 1024  # logins and run requests are tiny; nothing here takes an upload
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    targets, config_error = _load(settings.config)
+    runner = Runner(targets, strict=settings.strict)
+    health = PodHealth(config_error=config_error)
+    metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
+    pod = Pod(settings, runner, health, metrics)
+    authenticator, generated_password = Authenticator.from_settings(settings)
+    if generated_password is not None:
+        _announce(settings.auth_username, generated_password)
+    if settings.secret_key is None:
+        log.info("no TESTPOD_SECRET_KEY given: a random one is used, so sessions end when the pod restarts")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.run_on_start and targets:
+            pod.start_run()  # so the dashboard has a verdict when someone first opens it
+        health.started = True
+        yield
+
+    app = FastAPI(
+        title="airia-test-pod",
+        version=__version__,
+        description="Checks that the infrastructure the Airia platform needs is reachable and configured.",
+        lifespan=lifespan,
+        # the schema describes every route; it is only served on a workstation (dev mode)
+        openapi_url="/openapi.json" if settings.dev_mode else None,
+        docs_url=None,  # Swagger UI needs a CDN and inline script, which the CSP forbids
+        redoc_url=None,
+    )
+    app.state.pod = pod
+    app.state.authenticator = authenticator
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders)
+    app.include_router(status.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
+    return app
+
+
+def _load(path: Path | None) -> tuple[list[Target], str | None]:
+    if path is None:
+        log.warning("no targets file (TESTPOD_CONFIG is not set): the dashboard explains how to add targets")
+        return [], None
+    try:
+        targets = load_targets(path)
+    except ConfigError as error:
+        log.error("the targets file %s is invalid; the pod will not become ready until it is fixed:\n%s", path, error)
+        return [], str(error)
+    log.info("loaded %d targets from %s", len(targets), path)
+    return targets, None
+
+
+def _announce(username: str, password: str) -> None:
+    """The one place a password is ever printed: the generated one, once, for a local start."""
+    rule = "=" * 78
+    print(
+        f"\n{rule}\n"
+        "  No TESTPOD_AUTH_PASSWORD was given, so one was generated for this run:\n\n"
+        f"      username: {username}\n"
+        f"      password: {password}\n\n"
+        "  It changes at every restart. Set TESTPOD_AUTH_PASSWORD (or the Helm chart's Secret) to keep one.\n"
+        f"{rule}\n",
+        file=sys.stderr,
+        flush=True,
+    )

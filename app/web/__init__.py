@@ -1,0 +1,1 @@
+"""The web service: the dashboard pages, the JSON API and the pod's own status routes."""

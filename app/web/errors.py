@@ -1,0 +1,61 @@
+"""Every error is a small JSON document `{"detail": ...}` with a 4xx status; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from app.auth import LoginRequired
+
+log = logging.getLogger("app.web")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the error statuses a route can answer with."""
+    return {code: {"model": Problem} for code in codes}
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    detail = error.detail
+    if error.status_code == 404 and detail == "Not Found":
+        detail = f"no such route: {request.url.path}"
+    elif error.status_code == 405 and detail == "Method Not Allowed":
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def _invalid_request(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    # only where and what: pydantic's `input` and `ctx` could echo a password or hold unserialisable objects
+    problems = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in error.errors()
+    ]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+async def _login_required(request: Request, error: Exception) -> Response:
+    return RedirectResponse("/login", status_code=303)
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path, exc_info=error)
+    return JSONResponse({"detail": "internal error; the pod's log has the details"}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,66 @@
+"""What every request works with: one runner over the validated targets, the pod's health and its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.health import PodHealth
+from app.metrics import Metrics
+from app.results import Run
+from app.runner import Runner
+
+log = logging.getLogger("app.runs")
+
+
+@dataclass
+class Pod:
+    settings: Settings
+    runner: Runner
+    health: PodHealth
+    metrics: Metrics
+    _observed: asyncio.Task[Run] | None = field(default=None, repr=False)
+
+    def start_run(self, names: Sequence[str] | None = None) -> asyncio.Task[Run]:
+        """Start a run, or join the one in flight; each run is recorded in the metrics and the log once."""
+        task = self.runner.start(names)
+        if task is not self._observed:
+            self._observed = task
+            task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Run]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:  # the runner turns every check failure into a result; this is a bug
+            log.error("run crashed: %s: %s", type(error).__name__, error)
+            return
+        run = task.result()
+        self.metrics.observe(run)
+        counts = run.counts
+        log.info(
+            "run finished: %s, %d passed, %d warning, %d failed of %d in %.2f s",
+            (run.verdict or "unknown").replace("_", " "),
+            counts.passed,
+            counts.warning,
+            counts.failed,
+            counts.total,
+            (run.duration_ms or 0) / 1000,
+        )
+        for result in run.results:
+            if result.status != "passed":
+                log.info("  %s %s at %s: %s", result.status, result.name, result.stage, result.cause)
+
+
+def get_pod(request: Request) -> Pod:
+    return cast(Pod, request.app.state.pod)
+
+
+PodDep = Annotated[Pod, Depends(get_pod)]

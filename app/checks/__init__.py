@@ -4,9 +4,10 @@ from typing import Annotated
 
 from pydantic import Field
 
+from app.checks.postgres import PostgresTarget
 from app.checks.tcp import TcpTarget
 
 AnyTarget = Annotated[
-    TcpTarget,
+    TcpTarget | PostgresTarget,
     Field(discriminator="kind"),
 ]

@@ -169,8 +169,9 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 def markdown(blocked: Sequence[Finding], waived: Sequence[Finding], problems: Sequence[str]) -> str:
     verdict = "failed" if blocked or problems else "passed"
-    lines = [f"### Security gate {verdict}: {len(blocked)} blocking, {len(waived)} waived", ""]
-    lines += [f"- exceptions file: {problem}" for problem in problems]
+    lines = [f"### Security gate {verdict}: {len(blocked)} blocking, {len(waived)} waived"]
+    if problems:
+        lines += ["", *(f"- exceptions file: {problem}" for problem in problems)]
     if blocked or waived:
         lines += ["", "| | source | id | package / file | severity | detail |", "| --- | --- | --- | --- | --- | --- |"]
         for mark, group in (("blocking", blocked), ("waived", waived)):

@@ -4,10 +4,14 @@ from typing import Annotated
 
 from pydantic import Field
 
+from app.checks.dns import DnsTarget
+from app.checks.http import HttpTarget
+from app.checks.openai import OpenaiTarget
 from app.checks.postgres import PostgresTarget
 from app.checks.tcp import TcpTarget
+from app.checks.tls import TlsTarget
 
 AnyTarget = Annotated[
-    TcpTarget | PostgresTarget,
+    TcpTarget | PostgresTarget | DnsTarget | TlsTarget | HttpTarget | OpenaiTarget,
     Field(discriminator="kind"),
 ]

@@ -1,0 +1,328 @@
+"""http: the URL answers with the expected status (and body), through the whole path the platform's requests take.
+
+The request goes out once, with httpx; its trace events become the connect and tls handshake steps, so a
+failure or a timeout is reported at the phase it happened in. `open_client` and `exchange` are shared with
+the openai kind.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr, field_validator
+
+from app import __version__
+from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.net import connect_failure, resolve
+from app.checks.tls import client_context, ssl_error_in, tls_failure
+from app.sanitization import clean_remote_text
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import httpx
+
+MAX_BODY = 1_000_000  # bytes read from a response; enough for any health page or API error
+SNIPPET = 200  # characters of a body quoted in a cause
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not contain credentials; send them in a header (e.g. Authorization)")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the validation
+    except ValueError as error:
+        raise ValueError(f"has an invalid port ({error})") from None
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+StatusCode = Annotated[int, Field(ge=100, le=599)]
+
+
+class HttpTarget(Target):
+    default_timeout: ClassVar[float] = 10.0
+
+    kind: Literal["http"]
+    url: HttpUrl
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    expect_status: Annotated[list[StatusCode], BeforeValidator(lambda v: [v] if isinstance(v, int) else v)] = Field(
+        default_factory=lambda: [200]
+    )
+    expect_body: str | None = None  # a regular expression searched for in the body (a plain word matches itself)
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict
+    )  # values are secrets: never shown, scrubbed from every output
+    ca_file: FilePath | None = None
+    follow_redirects: bool = False
+
+    @field_validator("expect_status")
+    @classmethod
+    def _some_status(cls, statuses: list[int]) -> list[int]:
+        if not statuses:
+            raise ValueError("must name at least one status code")
+        return statuses
+
+    @field_validator("expect_body")
+    @classmethod
+    def _valid_pattern(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return pattern
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if any(c in value.get_secret_value() for c in "\r\n\0"):
+                raise ValueError(f"the value of {name} contains a line break or NUL")
+        return headers
+
+    def secrets(self) -> list[str]:
+        values = [v.get_secret_value() for v in self.headers.values()]
+        # 'Bearer <token>': the token alone may be echoed back too
+        credentials = [v.split(" ", 1)[1] for v in values if " " in v.strip()]
+        return [*super().secrets(), *(s for s in values + credentials if s.strip())]
+
+    def check(self, probe: Probe) -> None:
+        url = urlsplit(self.url)
+        resolve(probe, url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+        headers = {name: value.get_secret_value() for name, value in self.headers.items()}
+        with open_client(probe, self.ca_file, follow_redirects=self.follow_redirects) as client:
+            answer = exchange(probe, client, self.method, self.url, headers=headers)
+        probe.facts.update(
+            status=answer.status,
+            latency_ms=answer.latency_ms,
+            final_url=answer.url,
+            redirects=answer.redirects,
+            server=clean_remote_text(answer.headers.get("server", "")),
+            content_type=clean_remote_text(answer.headers.get("content-type", "")),
+            body_bytes=len(answer.body),
+        )
+
+        with probe.step("status", Stage.OPERATION):
+            if answer.status not in self.expect_status:
+                raise _unexpected_status(answer, self.expect_status)
+            probe.note(f"{answer.status} {answer.reason}")
+
+        if self.expect_body is not None:
+            with probe.step("body", Stage.OPERATION):
+                if not re.search(self.expect_body, answer.text):
+                    raise CheckFailed(
+                        Stage.OPERATION,
+                        f"the body does not match {self.expect_body!r}: {answer.snippet or '(empty)'}",
+                        "the server answers, but not with the expected content: does the URL reach the right service "
+                        "(not a default backend, a maintenance or a login page)?",
+                    )
+                probe.note(f"matches {self.expect_body!r}")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response read in full (up to MAX_BODY), detached from the connection."""
+
+    status: int
+    reason: str
+    headers: httpx.Headers
+    body: bytes
+    url: str
+    redirects: int
+    latency_ms: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    @property
+    def snippet(self) -> str:
+        return clean_remote_text(self.text, SNIPPET)
+
+
+def open_client(probe: Probe, ca_file: Path | None, *, follow_redirects: bool = False) -> httpx.Client:
+    """An httpx client that trusts the system store (or ca_file), ignores proxy variables and never retries."""
+    import httpx
+
+    return httpx.Client(
+        verify=client_context(ca_file),
+        timeout=httpx.Timeout(probe.remaining()),
+        follow_redirects=follow_redirects,
+        trust_env=False,
+        headers={"User-Agent": f"airia-test-pod/{__version__}"},
+    )
+
+
+def exchange(
+    probe: Probe,
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+) -> Answer:
+    """Send one request and read its answer, recording connect, tls handshake and http request steps."""
+    import httpx
+
+    request = client.build_request(method, url, headers=headers, json=json, timeout=probe.remaining())
+    phases = _Phases(probe, request.url)
+    request.extensions["trace"] = phases
+    started = time.perf_counter()
+    with phases:
+        try:
+            response = client.send(request, stream=True)
+            try:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) >= MAX_BODY:
+                        break
+                    if probe.remaining(floor=0) == 0:  # a server that drips its body slower than the timeout
+                        raise httpx.ReadTimeout("the body did not arrive in full before the timeout")
+            finally:
+                response.close()
+        except httpx.HTTPError as error:
+            raise phases.failure(error) from error
+        final_url = str(response.url.copy_with(query=None))  # a query string may carry a token
+        probe.note(f"{method} {final_url}: {response.status_code} {response.reason_phrase}")
+    return Answer(
+        status=response.status_code,
+        reason=response.reason_phrase,
+        headers=response.headers,
+        body=bytes(body[:MAX_BODY]),
+        url=final_url,
+        redirects=len(response.history),
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
+# httpcore trace events that open a step; a step ends when the next one opens, or when the exchange ends
+_STEPS = {
+    "connection.connect_tcp.started": ("connect", Stage.CONNECT),
+    "connection.start_tls.started": ("tls handshake", Stage.TLS),
+    "http11.send_request_headers.started": ("http request", Stage.OPERATION),
+}
+
+
+class _Phases(ExitStack):
+    """httpx trace events as probe steps: the step in progress is where a failure or a timeout is reported."""
+
+    def __init__(self, probe: Probe, url: httpx.URL) -> None:
+        super().__init__()
+        self.probe = probe
+        self.in_step = False
+        self.host, self.port = url.host, url.port or (443 if url.scheme == "https" else 80)
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event in _STEPS:
+            self.close()
+            self.enter_context(self.probe.step(*_STEPS[event]))
+            self.in_step = True
+        if event == "connection.connect_tcp.started":
+            self.host, self.port = info["host"], info["port"]
+            self.probe.note(f"{self.host}:{self.port}")
+        elif event == "connection.start_tls.complete":
+            ssl_object = info["return_value"].get_extra_info("ssl_object")
+            cipher = ssl_object.cipher()
+            self.probe.note(f"{ssl_object.version()}, {cipher[0] if cipher else 'no cipher'}")
+            self.probe.facts["tls_version"] = ssl_object.version()
+
+    def failure(self, error: Exception) -> CheckFailed:
+        """Classify an httpx error by the phase it interrupted and the error underneath it."""
+        import httpx
+
+        if not self.in_step:  # httpx gave up before connecting (e.g. a redirect to another scheme)
+            self.enter_context(self.probe.step("http request", Stage.OPERATION))
+            self.in_step = True
+        stage, where = self.probe.stage, f"{self.host}:{self.port}"
+        ssl_error = ssl_error_in(error)
+        os_error = next((e for e in _chain(error) if isinstance(e, OSError)), None)
+        if isinstance(error, httpx.TimeoutException):
+            waiting = {
+                Stage.CONNECT: f"no answer from {where} before the timeout",
+                Stage.TLS: "no answer to the TLS handshake before the timeout",
+            }.get(stage, f"{where} accepted the request but did not answer before the timeout")
+            remediation = {
+                Stage.CONNECT: "packets are being dropped: check firewalls, security groups and NetworkPolicy egress",
+                Stage.TLS: "the port accepts connections but never completes a TLS handshake: is it a TLS port?",
+            }.get(stage, "the server (or a proxy in front of it) is overloaded or stuck: check its load and logs")
+            return CheckFailed(stage, waiting, remediation)
+        if stage == Stage.TLS and (ssl_error is not None or os_error is not None):
+            return tls_failure(ssl_error or os_error or OSError(), self.host)
+        if isinstance(os_error, socket.gaierror):
+            return CheckFailed(
+                Stage.RESOLVE,
+                f"{self.host} does not resolve ({os_error.strerror})",
+                f"check the name (a redirect may lead to it) and that the cluster DNS knows {self.host}",
+            )
+        if isinstance(error, httpx.ConnectError):
+            return connect_failure(self.host, int(self.port), os_error)
+        if isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            return CheckFailed(
+                stage,
+                f"{where} broke off the HTTP exchange: {clean_remote_text(str(error))}",
+                "the server closed or reset the connection, or answered something that is not HTTP: check the URL's "
+                "port and scheme (http vs https), and the server's log",
+            )
+        if isinstance(error, httpx.TooManyRedirects):
+            return CheckFailed(stage, "too many redirects", "the URL redirects in a loop: check the server's redirects")
+        return CheckFailed(
+            stage,
+            f"the request failed: {type(error).__name__}: {clean_remote_text(str(error))}",
+            "check the URL and the server's log",
+        )
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _unexpected_status(answer: Answer, expected: list[int]) -> CheckFailed:
+    status = answer.status
+    cause = f"HTTP {status} {answer.reason}, expected {' or '.join(map(str, expected))}"
+    if 300 <= status < 400:
+        location = clean_remote_text(answer.headers.get("location", "(no Location header)"))
+        return CheckFailed(
+            Stage.OPERATION,
+            f"{cause}; it redirects to {location}",
+            "set follow_redirects: true, or point url at the final address (http vs https, a trailing slash)",
+        )
+    if answer.snippet:
+        cause += f": {answer.snippet}"
+    if status in (401, 407):
+        return CheckFailed(Stage.AUTH, cause, "the server wants credentials or rejects them: check the headers")
+    if status == 403:
+        return CheckFailed(
+            Stage.PERMISSION,
+            cause,
+            "the credentials are accepted but not allowed here, or an IP allow-list or WAF rejects the pod",
+        )
+    if status == 404:
+        return CheckFailed(Stage.OPERATION, cause, "nothing is served at this path: check the URL (and the ingress)")
+    if status >= 500:
+        return CheckFailed(
+            Stage.OPERATION,
+            cause,
+            "the server failed; 502, 503 and 504 from an ingress or proxy mean the service behind it is down "
+            "or unreachable: check that service and its logs",
+        )
+    return CheckFailed(Stage.OPERATION, cause, "check the URL, the method and the headers against the API")

@@ -17,6 +17,7 @@ appear in the output.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import smtplib
 import ssl
@@ -28,7 +29,7 @@ from typing import Any
 
 import httpx
 
-GOOD_OUTCOMES = frozenset({"success", "promoted", "rolled_back"})
+GOOD_OUTCOMES = frozenset({"success", "released"})
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Result:
     version: str
     digest: str
     environment: str
-    outcome: str  # success | failure | cancelled | rolled_back | ...
+    outcome: str  # success | released (not deployed) | failure | cancelled | rolled_back | rollback_failed
     rollback: str = ""  # what a rollback did, e.g. "rolled back to revision 4"; "" when none ran
     run_url: str = ""
 
@@ -56,6 +57,25 @@ class Result:
 
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def release_outcome(needs: Mapping[str, Any]) -> tuple[str, str]:
+    """(outcome, rollback) of a release run from its jobs' results (`toJSON(needs)` in the workflow)."""
+    results = {name: str(job.get("result", "")) for name, job in needs.items()}
+    earlier = {name: result for name, result in results.items() if name not in ("deploy", "rollback")}
+    if "cancelled" in earlier.values():
+        return "cancelled", ""
+    if "failure" in earlier.values():
+        failed = ", ".join(sorted(name for name, result in earlier.items() if result == "failure"))
+        return "failure", f"not needed: nothing was deployed ({failed} failed)"
+    deploy = needs.get("deploy", {})
+    if deploy.get("outputs", {}).get("rollback") == "true":
+        if results.get("rollback") == "success":
+            return "rolled_back", "the health gate failed; the previous release is running again"
+        return "rollback_failed", f"rollback {results.get('rollback') or 'did not run'}: act now (see ROLLBACK.md)"
+    if results.get("deploy") == "failure":
+        return "failure", "not attempted: the deploy job failed before the health gate"
+    return ("success" if results.get("deploy") == "success" else "released"), ""
 
 
 def slack_payload(result: Result) -> dict[str, Any]:
@@ -180,16 +200,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", required=True)
     parser.add_argument("--digest", default="")
     parser.add_argument("--environment", required=True)
-    parser.add_argument("--outcome", required=True)
+    parser.add_argument("--outcome", help="success | failure | rolled_back | ... (or give --needs)")
+    parser.add_argument("--needs", help="the release workflow's `toJSON(needs)`: outcome and rollback follow from it")
     parser.add_argument("--rollback", default="")
     parser.add_argument("--run-url", default="")
     args = parser.parse_args(argv)
-    result = Result(args.version, args.digest, args.environment, args.outcome, args.rollback, args.run_url)
+    outcome, rollback = args.outcome, args.rollback
+    if args.needs:
+        try:
+            outcome, rollback = release_outcome(json.loads(args.needs))
+        except (ValueError, AttributeError) as error:
+            outcome = "unknown"
+            print(f"::warning::cannot read the jobs' results ({type(error).__name__})")
+    if not outcome:
+        parser.error("give --outcome or --needs")
+    result = Result(args.version, args.digest, args.environment, outcome, rollback, args.run_url)
     with httpx.Client(timeout=15) as client:
         outcomes = notify(result, os.environ, client)
-    for channel, outcome in outcomes.items():
-        level = "notice" if outcome.startswith(("sent", "skipped")) else "warning"
-        print(f"::{level}::{channel} notification {outcome}")
+    for channel, status in outcomes.items():
+        level = "notice" if status.startswith(("sent", "skipped")) else "warning"
+        print(f"::{level}::{channel} notification {status}")
     return 0
 
 

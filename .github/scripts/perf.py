@@ -8,7 +8,7 @@ build or a few kilobytes never raises an alarm. With fewer than `window` earlier
     python .github/scripts/perf.py image-size --oci image.tar
     python .github/scripts/perf.py record --history perf-history.jsonl --commit SHA --attempt 1 \
         --build-seconds 73.4 --image-bytes 61234567
-    python .github/scripts/perf.py evaluate --history perf-history.jsonl --commit SHA --attempt 1
+    python .github/scripts/perf.py evaluate --history perf-history.jsonl --commit SHA --attempt 9876543210-1
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ class HistoryError(Exception):
 @dataclass(frozen=True)
 class Record:
     commit: str
-    attempt: int
+    attempt: str  # the run and its attempt, e.g. "9876543210-1": a scheduled re-measure of a commit is a new key
     build_seconds: float
     image_bytes: int
     recorded_at: str
     ref: str = ""
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> tuple[str, str]:
         return (self.commit, self.attempt)
 
 
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sub in (record, evaluation):
         sub.add_argument("--history", type=Path, required=True, help="JSON-lines history file")
         sub.add_argument("--commit", required=True)
-        sub.add_argument("--attempt", type=int, required=True)
+        sub.add_argument("--attempt", required=True, help="run id and attempt, e.g. 9876543210-1")
     record.add_argument("--build-seconds", type=float, required=True)
     record.add_argument("--image-bytes", type=int, required=True)
     record.add_argument("--ref", default="")

@@ -43,12 +43,16 @@ def test_teams_adaptive_card_in_a_workflows_envelope() -> None:
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
-    assert card["body"][0]["color"] == "Good"
+    assert card["body"][0]["color"] == "Attention"  # a rollback ran: someone should look
     assert {"title": "Image digest", "value": RESULT.digest} in card["body"][1]["facts"]
     assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open the run", "url": RESULT.run_url}]
 
 
 def test_without_a_run_url_there_is_no_button_and_failure_is_flagged() -> None:
+    assert (
+        teams_payload(Result("1.4.2", "", "staging", "success"))["attachments"][0]["content"]["body"][0]["color"]
+        == "Good"
+    )
     failed = Result("1.4.2", "", "production", "failure")
     assert [block["type"] for block in slack_payload(failed)["blocks"]] == ["header", "section"]
     card = teams_payload(failed)["attachments"][0]["content"]
@@ -153,3 +157,59 @@ def test_smtp_settings_errors(receiver: Receiver, smtp: tuple[int, Inbox]) -> No
     assert ssl_on_plain["email"].startswith("failed: SSL")
     assert no_auth["email"] == "failed: SMTPNotSupportedError"  # AUTH is not offered over plain text
     assert inbox.messages == []
+
+
+def job(result: str, **outputs: str) -> dict[str, Any]:
+    return {"result": result, "outputs": outputs}
+
+
+@pytest.mark.parametrize(
+    ("needs", "expected"),
+    [
+        (
+            {
+                "prepare": job("success"),
+                "publish": job("success"),
+                "deploy": job("success", rollback="false"),
+                "rollback": job("skipped"),
+            },
+            ("success", ""),
+        ),
+        ({"publish": job("success"), "deploy": job("skipped"), "rollback": job("skipped")}, ("released", "")),
+        (
+            {"publish": job("success"), "deploy": job("failure", rollback="true"), "rollback": job("success")},
+            ("rolled_back", "the health gate failed; the previous release is running again"),
+        ),
+        (
+            {"publish": job("success"), "deploy": job("failure", rollback="true"), "rollback": job("failure")},
+            ("rollback_failed", "rollback failure: act now (see ROLLBACK.md)"),
+        ),
+        (
+            {"publish": job("success"), "deploy": job("failure", rollback="true")},
+            ("rollback_failed", "rollback did not run: act now (see ROLLBACK.md)"),
+        ),
+        (
+            {"publish": job("success"), "deploy": job("failure"), "rollback": job("skipped")},
+            ("failure", "not attempted: the deploy job failed before the health gate"),
+        ),
+        (
+            {"test": job("failure"), "scan": job("failure"), "deploy": job("skipped")},
+            ("failure", "not needed: nothing was deployed (scan, test failed)"),
+        ),
+        ({"prepare": job("cancelled"), "deploy": job("skipped")}, ("cancelled", "")),
+    ],
+)
+def test_release_outcome_from_the_jobs_results(needs: dict[str, Any], expected: tuple[str, str]) -> None:
+    assert notify.release_outcome(needs) == expected
+
+
+def test_cli_takes_the_outcome_from_needs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    base = ["--version", "1.4.2", "--environment", "staging"]
+    needs = '{"publish": {"result": "success"}, "deploy": {"result": "success", "outputs": {"rollback": "false"}}}'
+    assert notify.main([*base, "--needs", needs]) == 0
+    assert notify.main([*base, "--needs", "[not json"]) == 0
+    assert "::warning::cannot read the jobs' results (JSONDecodeError)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        notify.main(base)
+    assert exit_info.value.code == 2

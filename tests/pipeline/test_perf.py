@@ -17,7 +17,7 @@ from perf import HistoryError, Record, append, evaluate, image_size, load_histor
 MB = 1_000_000
 
 
-def record(commit: str, seconds: float = 100.0, size: int = 60 * MB, attempt: int = 1) -> Record:
+def record(commit: str, seconds: float = 100.0, size: int = 60 * MB, attempt: str = "1-1") -> Record:
     return Record(commit, attempt, seconds, size, "2026-01-01T00:00:00+00:00")
 
 
@@ -73,11 +73,11 @@ def test_history_is_append_only_and_keyed_by_commit_and_attempt(tmp_path: Path) 
     assert append(path, record("a")) is True
     first_line = path.read_text()
     assert append(path, record("a")) is False  # the same record again: a re-run of the same step
-    assert append(path, record("a", attempt=2, seconds=130)) is True  # a re-run of the workflow
+    assert append(path, record("a", attempt="1-2", seconds=130)) is True  # a re-run of the workflow
     with pytest.raises(HistoryError, match="already recorded differently"):
         append(path, record("a", seconds=999))
     assert path.read_text().startswith(first_line)
-    assert [r.key for r in load_history(path)] == [("a", 1), ("a", 2)]
+    assert [r.key for r in load_history(path)] == [("a", "1-1"), ("a", "1-2")]
 
 
 def test_a_broken_history_line_is_named(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_cli_records_evaluates_and_reports(
     size = int(capsys.readouterr().out)
 
     def build(commit: str, seconds: float) -> int:
-        common = ["--history", str(history), "--commit", commit, "--attempt", "1"]
+        common = ["--history", str(history), "--commit", commit, "--attempt", "77-1"]
         assert perf.main(["record", *common, "--build-seconds", str(seconds), "--image-bytes", str(size)]) == 0
         return perf.main(["evaluate", *common, "--issue-body", str(body)])
 
@@ -177,6 +177,6 @@ def test_cli_records_evaluates_and_reports(
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     history = tmp_path / "history.jsonl"
-    assert perf.main(["evaluate", "--history", str(history), "--commit", "x", "--attempt", "1"]) == 2
+    assert perf.main(["evaluate", "--history", str(history), "--commit", "x", "--attempt", "77-1"]) == 2
     assert "record it first" in capsys.readouterr().err
     assert perf.main(["image-size", "--oci", str(tmp_path / "missing.tar")]) == 2

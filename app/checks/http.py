@@ -157,8 +157,13 @@ def open_client(probe: Probe, ca_file: Path | None, *, follow_redirects: bool = 
     """An httpx client that trusts the system store (or ca_file), ignores proxy variables and never retries."""
     import httpx
 
+    if ca_file is None:
+        context = client_context()
+    else:
+        with probe.step("load ca_file", Stage.TLS):
+            context = client_context(ca_file)
     return httpx.Client(
-        verify=client_context(ca_file),
+        verify=context,
         timeout=httpx.Timeout(probe.remaining()),
         follow_redirects=follow_redirects,
         trust_env=False,
@@ -198,10 +203,11 @@ def exchange(
         except httpx.HTTPError as error:
             raise phases.failure(error) from error
         final_url = str(response.url.copy_with(query=None))  # a query string may carry a token
-        probe.note(f"{method} {final_url}: {response.status_code} {response.reason_phrase}")
+        reason = clean_remote_text(response.reason_phrase, 100)
+        probe.note(f"{method} {final_url}: {response.status_code} {reason}")
     return Answer(
         status=response.status_code,
-        reason=response.reason_phrase,
+        reason=reason,
         headers=response.headers,
         body=bytes(body[:MAX_BODY]),
         url=final_url,
@@ -209,6 +215,21 @@ def exchange(
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
     )
 
+
+_TIMEOUTS = {
+    Stage.CONNECT: (
+        "no answer from {where} before the timeout",
+        "packets are being dropped: check firewalls, security groups and NetworkPolicy egress",
+    ),
+    Stage.TLS: (
+        "no answer to the TLS handshake before the timeout",
+        "the port accepts connections but never completes a TLS handshake: is it a TLS port?",
+    ),
+    Stage.OPERATION: (
+        "{where} accepted the request but did not answer before the timeout",
+        "the server (or a proxy in front of it) is overloaded or stuck: check its load and logs",
+    ),
+}
 
 # httpcore trace events that open a step; a step ends when the next one opens, or when the exchange ends
 _STEPS = {
@@ -252,17 +273,11 @@ class _Phases(ExitStack):
         ssl_error = ssl_error_in(error)
         os_error = next((e for e in _chain(error) if isinstance(e, OSError)), None)
         if isinstance(error, httpx.TimeoutException):
-            waiting = {
-                Stage.CONNECT: f"no answer from {where} before the timeout",
-                Stage.TLS: "no answer to the TLS handshake before the timeout",
-            }.get(stage, f"{where} accepted the request but did not answer before the timeout")
-            remediation = {
-                Stage.CONNECT: "packets are being dropped: check firewalls, security groups and NetworkPolicy egress",
-                Stage.TLS: "the port accepts connections but never completes a TLS handshake: is it a TLS port?",
-            }.get(stage, "the server (or a proxy in front of it) is overloaded or stuck: check its load and logs")
-            return CheckFailed(stage, waiting, remediation)
-        if stage == Stage.TLS and (ssl_error is not None or os_error is not None):
-            return tls_failure(ssl_error or os_error or OSError(), self.host)
+            cause, remediation = _TIMEOUTS.get(stage, _TIMEOUTS[Stage.OPERATION])
+            return CheckFailed(stage, cause.format(where=where), remediation)
+        underlying = ssl_error or os_error
+        if stage == Stage.TLS and underlying is not None:
+            return tls_failure(underlying, self.host)
         if isinstance(os_error, socket.gaierror):
             return CheckFailed(
                 Stage.RESOLVE,

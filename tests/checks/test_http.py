@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,9 +154,16 @@ def test_header_values_are_sent_but_never_shown(server: HttpServer) -> None:
 def test_https_with_the_ca_file_passes(https_server: HttpServer, certs: Certificates) -> None:
     result = run_check(http_target(f"{https_server.url}/", ca_file=certs.ca_file))
     assert result.status == Status.PASSED, result.cause
-    assert [s.name for s in result.steps] == ["resolve", "connect", "tls handshake", "http request", "status"]
+    assert [s.name for s in result.steps] == [
+        "resolve",
+        "load ca_file",
+        "connect",
+        "tls handshake",
+        "http request",
+        "status",
+    ]
     assert result.facts["tls_version"] == "TLSv1.3"
-    assert result.steps[2].detail.startswith("TLSv1.3, ")
+    assert result.steps[3].detail.startswith("TLSv1.3, ")
 
 
 def test_https_without_the_ca_file_fails_like_the_tls_kind(https_server: HttpServer) -> None:
@@ -173,6 +181,15 @@ def test_an_expired_certificate_is_diagnosed_through_httpx(
     result = run_check(http_target(f"https://localhost:{tls_servers['expired'].port}/", ca_file=certs.ca_file))
     assert result.stage == Stage.TLS
     assert "has expired" in result.cause
+
+
+def test_a_ca_file_without_certificates_fails_before_connecting(https_server: HttpServer, tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    result = run_check(http_target(f"{https_server.url}/", ca_file=not_pem))
+    assert result.stage == Stage.TLS
+    assert "holds no usable PEM certificate" in result.cause
+    assert [s.name for s in result.steps] == ["resolve", "load ca_file"]
 
 
 def test_https_to_a_plain_http_port(server: HttpServer, certs: Certificates) -> None:

@@ -88,9 +88,9 @@ async def start_run(pod: PodDep, user: CurrentUser, target: TargetQuery = None) 
 @router.get("/results", response_model=RunDocument, responses=problems(401, 404))
 async def results(pod: PodDep, user: CurrentUser, target: TargetQuery = None) -> Response:
     """The latest run; while one is in flight, the results landed so far and the targets still `pending`."""
+    name = _known(pod, target) if target is not None else None
     run = _current(pod)
-    if target is not None:
-        name = _known(pod, target)
+    if name is not None:
         run = run.model_copy(
             update={
                 "results": [r for r in run.results if r.name == name],

@@ -21,7 +21,8 @@ RUN python -m venv /opt/venv \
 
 FROM base AS runtime
 
-ARG VERSION=0.1.0
+# The release pipeline passes the version (app/__init__.py) and the commit; a local build says so instead.
+ARG VERSION=dev
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/airia/airia-test-pod
 LABEL org.opencontainers.image.title="airia-test-pod" \

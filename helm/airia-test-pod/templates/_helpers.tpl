@@ -1,0 +1,169 @@
+{{/* Names and labels. Resource names stay within 63 characters (DNS labels). */}}
+{{- define "airia-test-pod.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "airia-test-pod.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "airia-test-pod.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries, except the selector pair (see airia-test-pod.labels). */}}
+{{- define "airia-test-pod.commonLabels" -}}
+helm.sh/chart: {{ include "airia-test-pod.chart" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: airia-test-pod
+{{- end }}
+
+{{/* Selectors use name + instance only: they are immutable on a Deployment, so they never hold a version. */}}
+{{- define "airia-test-pod.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "airia-test-pod.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "airia-test-pod.labels" -}}
+{{ include "airia-test-pod.commonLabels" . }}
+app.kubernetes.io/name: {{ include "airia-test-pod.name" . }}
+{{- end }}
+
+{{- define "airia-test-pod.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "airia-test-pod.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image: an explicit digest wins; otherwise the tag, which defaults to the chart's appVersion. */}}
+{{- define "airia-test-pod.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "airia-test-pod.authSecretName" -}}
+{{- default (printf "%s-auth" (include "airia-test-pod.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{- define "airia-test-pod.targetSecretName" -}}
+{{- printf "%s-targets" (include "airia-test-pod.fullname" .) }}
+{{- end }}
+
+{{/*
+Where every secret field of every target comes from, as a YAML list of bindings:
+  {target, field, entry, env, secret, key}
+`secretRefs.<field>: {name, key}` binds one field; `secretRefs.<field>: {<entry>: {name, key}}` binds the
+entries of a map field (e.g. http headers). Without `name`, the key is one of targetSecrets.
+The variable is TESTPOD_SECRET_<TARGET>__<FIELD>[__<ENTRY>], upper case, other characters as `_`.
+*/}}
+{{- define "airia-test-pod.secretBindings" -}}
+{{- $chartSecret := include "airia-test-pod.targetSecretName" . }}
+{{- $bindings := list }}
+{{- $envs := dict }}
+{{- range $target := .Values.targets }}
+{{- range $field, $ref := ($target.secretRefs | default dict) }}
+{{- $refs := dict "" $ref }}
+{{- if not (kindIs "string" $ref.key) }}
+{{- $refs = $ref }}
+{{- end }}
+{{- range $entry, $one := $refs }}
+{{- $env := printf "TESTPOD_SECRET_%s__%s" $target.name $field }}
+{{- if $entry }}
+{{- $env = printf "%s__%s" $env $entry }}
+{{- end }}
+{{- $env = regexReplaceAll "[^A-Z0-9_]" (upper $env) "_" }}
+{{- if hasKey $envs $env }}
+{{- fail (printf "targets %q: secretRefs.%s.%s and another secret ref both map to the variable %s; rename one" $target.name $field $entry $env) }}
+{{- end }}
+{{- $_ := set $envs $env true }}
+{{- if and (not $one.name) (not (hasKey ($.Values.targetSecrets | default dict) $one.key)) }}
+{{- fail (printf "targets %q: secretRefs.%s%s has no Secret name, and targetSecrets has no key %q" $target.name $field (ternary (printf ".%s" $entry) "" (ne $entry "")) $one.key) }}
+{{- end }}
+{{- $bindings = append $bindings (dict "target" $target.name "field" $field "entry" $entry "env" $env "secret" ($one.name | default $chartSecret) "key" $one.key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $bindings }}
+{{- end }}
+
+{{/*
+The targets file as the pod reads it: each bound secret field becomes `${VARIABLE}` and the variable is set
+from its Secret (airia-test-pod.targetSecretEnv), so no secret is ever written into the ConfigMap.
+*/}}
+{{- define "airia-test-pod.targetsFile" -}}
+{{- $bindings := include "airia-test-pod.secretBindings" . | fromYamlArray }}
+{{- $targets := list }}
+{{- $seen := dict }}
+{{- range $target := .Values.targets }}
+{{- if hasKey $seen $target.name }}
+{{- fail (printf "targets: the name %q is used twice; names must be unique" $target.name) }}
+{{- end }}
+{{- $_ := set $seen $target.name true }}
+{{- $rendered := omit (deepCopy $target) "secretRefs" }}
+{{- range $binding := $bindings }}
+{{- if eq $binding.target $target.name }}
+{{- $reference := printf "${%s}" $binding.env }}
+{{- if $binding.entry }}
+{{- $entries := get $rendered $binding.field | default dict }}
+{{- $_ := set $entries $binding.entry $reference }}
+{{- $_ := set $rendered $binding.field $entries }}
+{{- else }}
+{{- $_ := set $rendered $binding.field $reference }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $targets = append $targets $rendered }}
+{{- end }}
+{{- toYaml (dict "targets" $targets) }}
+{{- end }}
+
+{{/* One env entry per bound secret field, read from the named Secret or from the chart's own. */}}
+{{- define "airia-test-pod.targetSecretEnv" -}}
+{{- range $binding := include "airia-test-pod.secretBindings" . | fromYamlArray }}
+- name: {{ $binding.env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $binding.secret }}
+      key: {{ $binding.key | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The hardened container security context, shared by the server and the helm test pod. */}}
+{{- define "airia-test-pod.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "airia-test-pod.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.runAsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}

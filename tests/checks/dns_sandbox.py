@@ -1,9 +1,9 @@
 """Checks run inside a network namespace of their own, against a DNS server the test controls.
 
-Inside the namespace there is only a loopback interface; /etc/resolv.conf and /etc/hosts are replaced by bind
-mounts that only this namespace sees; a DNS server on 127.0.0.1:53 answers from ZONE. So NXDOMAIN, SERVFAIL,
-empty answers and a server that never answers are real outcomes of the pod's resolver path, and no query can
-leave the machine (the machine's own resolver is not on loopback, so names it would answer are never asked).
+Inside the namespace there is only a loopback interface, and /etc/resolv.conf, /etc/hosts and /etc/nsswitch.conf
+are bind mounts that only this namespace sees; a DNS server on 127.0.0.1:53 answers from ZONE. So NXDOMAIN,
+SERVFAIL, empty answers and a server that never answers are real outcomes of the pod's resolver path, and no
+query can leave the machine: the namespace has no route anywhere but loopback.
 
     run_in_sandbox(targets, workdir) -> list[Result]   # from a test
     python -m tests.checks.dns_sandbox                  # what runs inside: targets (JSON) in, results (JSON) out
@@ -38,6 +38,7 @@ SERVFAIL = {"broken.test."}
 SILENT = {"silent.test."}  # queries for it are never answered
 HOSTS = "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 hosts-only.test\n"
 RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+NSSWITCH = "passwd: files\ngroup: files\nhosts: files dns\n"  # no nss-resolve or mDNS: only the two files above
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_COVERAGE = "TESTPOD_SANDBOX_COVERAGE"
 
@@ -49,9 +50,14 @@ def run_in_sandbox(targets: list[dict[str, Any]], workdir: Path) -> list[Result]
         raise RuntimeError("unshare (util-linux) is not installed")
     (workdir / "resolv.conf").write_text(RESOLV_CONF)
     (workdir / "hosts").write_text(HOSTS)
+    (workdir / "nsswitch.conf").write_text(NSSWITCH)
     # without root, a user namespace maps us to root inside it (where the kernel allows that)
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    script = 'mount --bind "$1/resolv.conf" /etc/resolv.conf && mount --bind "$1/hosts" /etc/hosts && exec "$2" "$3"'
+    # a running nscd would answer from outside the namespace through its socket: hide it
+    script = (
+        'for f in resolv.conf hosts nsswitch.conf; do mount --bind "$1/$f" "/etc/$f" || exit 1; done; '
+        'if [ -d /run/nscd ]; then mount -t tmpfs tmpfs /run/nscd || exit 1; fi; exec "$2" "$3"'
+    )
     command = [unshare, *user, "--mount", "--net", "sh", "-c", script, "sh", str(workdir), sys.executable, __file__]
     env = {**os.environ, "PYTHONPATH": str(REPO), SANDBOX_COVERAGE: _coverage_settings()}
     done = subprocess.run(

@@ -1,0 +1,404 @@
+"""The cassandra kind against a real Cassandra 5.0 node on 127.0.0.1 (tests/services/cassandra.py), for real."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from app import report
+from app.checks.base import Probe, Stage, Status
+from app.checks.cassandra import PROBE_TABLE, CassandraTarget
+from app.config import ConfigError, parse_targets
+from app.results import Result
+from app.runner import check_target, run_targets
+from tests.servers import StallServer
+from tests.services import cassandra as service
+from tests.services.cassandra import CassandraServer
+
+pytestmark = pytest.mark.integration
+
+
+def target(server: CassandraServer, **fields: Any) -> CassandraTarget:
+    values: dict[str, Any] = {
+        "name": "cluster",
+        "kind": "cassandra",
+        "contact_points": [server.host],
+        "port": server.port,
+        "username": service.APP_USER,
+        "password": server.user_password,
+        "keyspace": service.APP_KEYSPACE,
+        "min_replication": 1,
+    }
+    values.update(fields)
+    return CassandraTarget.model_validate(values)
+
+
+def own_tls(server: CassandraServer) -> str:
+    """This module's CA file; an external node was not started with its certificate."""
+    if server.ca_file is None:
+        pytest.skip("the external Cassandra node was not started with this module's TLS certificate")
+    return server.ca_file
+
+
+def steps(result: Result) -> list[str]:
+    return [step.name for step in result.steps]
+
+
+def probe_rows(server: CassandraServer, keyspace: str) -> int:
+    with server.session() as session:
+        return int(session.execute(f"SELECT count(*) FROM {keyspace}.{PROBE_TABLE}").one()[0])
+
+
+@pytest.fixture
+def new_keyspace(cassandra: CassandraServer) -> Iterator[str]:
+    name = f"testpod_new_{uuid.uuid4().hex[:12]}"
+    yield name
+    with cassandra.session() as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+# --- passing ---------------------------------------------------------------------------------------
+
+
+async def test_round_trip_passes_every_step_and_leaves_no_row(cassandra: CassandraServer) -> None:
+    result = await check_target(target(cassandra))
+    assert result.status == Status.PASSED, result.cause
+    assert steps(result) == [
+        "resolve",
+        "connect",
+        "login",
+        "cluster",
+        "keyspace",
+        "replication",
+        "probe table",
+        "write",
+        "read",
+        "delete",
+    ]
+    facts = result.facts
+    assert facts["cluster_name"] and str(facts["release_version"]).startswith("5.0.")
+    assert (facts["data_centres"], facts["local_dc"]) == (cassandra.data_centre, cassandra.data_centre)
+    assert (facts["nodes_up"], facts["nodes_down"]) == (1, 0)
+    assert facts["replication"] == f"NetworkTopologyStrategy {cassandra.data_centre}=1"
+    assert facts["consistency"] == "LOCAL_QUORUM"
+    assert facts["protocol_version"] == 5
+    assert facts["tls"] is False
+    assert all(float(facts[key]) > 0 for key in ("write_ms", "read_ms", "delete_ms"))  # type: ignore[arg-type]
+    assert probe_rows(cassandra, service.APP_KEYSPACE) == 0
+
+
+async def test_production_replication_threshold_warns_on_a_single_replica(cassandra: CassandraServer) -> None:
+    result = await check_target(target(cassandra, min_replication=3))
+    assert (result.status, result.stage) == (Status.WARNING, Stage.OPERATION)
+    assert f"fewer than min_replication 3 replicas in {cassandra.data_centre}=1" in result.cause
+    assert "ALTER KEYSPACE testpod" in result.remediation and "min_replication" in result.remediation
+    assert steps(result)[-1] == "delete"  # a warning, not a stop: the round trip still ran
+
+
+async def test_create_keyspace_creates_it_with_what_the_cluster_can_hold(
+    cassandra: CassandraServer, new_keyspace: str
+) -> None:
+    result = await check_target(target(cassandra, keyspace=new_keyspace, create_keyspace=True, min_replication=3))
+    # three replicas wanted, one node: it is created with one, and the check says that is below the threshold
+    assert (result.status, result.stage) == (Status.WARNING, Stage.OPERATION), result.cause
+    assert result.facts["keyspace_created"] is True
+    assert result.facts["replication"] == f"NetworkTopologyStrategy {cassandra.data_centre}=1"
+    keyspace_step = next(s for s in result.steps if s.name == "keyspace")
+    assert keyspace_step.detail == "created"
+    assert probe_rows(cassandra, new_keyspace) == 0
+
+
+async def test_tls_verified_against_the_ca_with_protocol_v4(cassandra: CassandraServer) -> None:
+    ca_file = own_tls(cassandra)
+    result = await check_target(
+        target(cassandra, tls=True, ca_file=ca_file, server_name="localhost", protocol_version=4)
+    )
+    assert result.status == Status.PASSED, result.cause
+    assert steps(result)[:4] == ["resolve", "connect", "tls handshake", "login"]
+    assert result.facts["tls_version"] == "TLSv1.3"
+    assert (result.facts["tls"], result.facts["protocol_version"]) == (True, 4)
+
+
+async def test_cosmos_mode_uses_tls_and_v4_and_leaves_replication_to_the_service(cassandra: CassandraServer) -> None:
+    ca_file = own_tls(cassandra)
+    cosmos = target(cassandra, cosmos=True, ca_file=ca_file, min_replication=3)
+    assert (cosmos.tls, cosmos.protocol_version, cosmos.port) == (True, 4, cassandra.port)
+    result = await check_target(cosmos)
+    # replication factor 1 < 3 would warn on Cassandra; Cosmos DB manages replicas itself
+    assert result.status == Status.PASSED, result.cause
+    replication = next(s for s in result.steps if s.name == "replication")
+    assert "managed by Cosmos DB" in replication.detail
+
+
+async def test_contact_point_that_refuses_is_a_warning_when_another_works(cassandra: CassandraServer) -> None:
+    if cassandra.host != "127.0.0.1":
+        pytest.skip("needs the node on 127.0.0.1 only, so that ::1 refuses")
+    result = await check_target(target(cassandra, contact_points=["::1", "127.0.0.1"]))
+    assert (result.status, result.stage) == (Status.WARNING, Stage.CONNECT), result.cause
+    assert result.cause.startswith(f"contact point unusable: cannot connect to ::1:{cassandra.port}")
+    assert steps(result)[:4] == ["resolve", "connect", "resolve", "connect"]
+    assert steps(result)[-1] == "delete"
+
+
+async def test_consistency_one_succeeds_where_quorum_cannot(cassandra: CassandraServer) -> None:
+    result = await check_target(target(cassandra, keyspace=service.RF3_KEYSPACE, consistency="ONE"))
+    assert result.status == Status.PASSED, result.cause
+    assert result.facts["consistency"] == "ONE"
+
+
+# --- failing ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("consistency", ["LOCAL_QUORUM", "QUORUM", "ALL"])
+async def test_consistency_not_achievable_fails_at_operation(cassandra: CassandraServer, consistency: str) -> None:
+    result = await check_target(target(cassandra, keyspace=service.RF3_KEYSPACE, consistency=consistency))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert steps(result)[-1] == "write"
+    required = 3 if consistency == "ALL" else 2
+    assert result.cause == f"write at {consistency} needs {required} live replica(s), only 1 alive"
+    assert "replication factor" in result.remediation and "lower consistency" in result.remediation
+
+
+async def test_wrong_password_fails_at_auth(cassandra: CassandraServer) -> None:
+    result = await check_target(target(cassandra, password="not-the-password"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert steps(result)[-1] == "login"
+    assert result.cause.startswith(f"login as {service.APP_USER} refused")
+    assert "Bad credentials" in result.cause
+    assert "LOGIN = true" in result.remediation
+
+
+async def test_no_credentials_for_a_cluster_that_requires_them(cassandra: CassandraServer) -> None:
+    result = await check_target(target(cassandra, username=None, password=None))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause == "the cluster requires authentication and no username is configured"
+
+
+async def test_missing_keyspace_fails_and_says_how_to_create_it(cassandra: CassandraServer) -> None:
+    result = await check_target(target(cassandra, keyspace="testpod_missing"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause == "keyspace testpod_missing does not exist"
+    assert "CREATE KEYSPACE testpod_missing" in result.remediation and "create_keyspace: true" in result.remediation
+
+
+async def test_read_only_role_fails_the_write_at_permission(cassandra: CassandraServer) -> None:
+    reader = target(cassandra, username=service.READER_USER, keyspace=service.READONLY_KEYSPACE)
+    result = await check_target(reader)
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert steps(result)[-1] == "write"
+    assert result.cause.startswith("write denied:") and "has no MODIFY permission" in result.cause
+    assert result.remediation == f"GRANT MODIFY ON KEYSPACE {service.READONLY_KEYSPACE} TO {service.READER_USER}"
+
+
+async def test_role_without_create_cannot_make_the_probe_table(cassandra: CassandraServer) -> None:
+    reader = target(cassandra, username=service.READER_USER, keyspace=service.NOTABLE_KEYSPACE)
+    result = await check_target(reader)
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert steps(result)[-1] == "probe table"
+    assert "has no CREATE permission" in result.cause
+    assert result.remediation == f"GRANT CREATE ON KEYSPACE {service.NOTABLE_KEYSPACE} TO {service.READER_USER}"
+
+
+async def test_role_without_create_cannot_create_a_keyspace(cassandra: CassandraServer, new_keyspace: str) -> None:
+    reader = target(cassandra, username=service.READER_USER, keyspace=new_keyspace, create_keyspace=True)
+    result = await check_target(reader)
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert result.cause.startswith("create the keyspace denied:")
+    assert result.remediation == f"GRANT CREATE ON ALL KEYSPACES TO {service.READER_USER}"
+
+
+async def test_unknown_local_dc_fails_at_connect_naming_the_real_ones(cassandra: CassandraServer) -> None:
+    result = await check_target(target(cassandra, local_dc="dc-nowhere"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.CONNECT)
+    assert result.cause == (
+        f"local_dc dc-nowhere is not a data centre of this cluster (it has {cassandra.data_centre})"
+    )
+
+
+async def test_untrusted_certificate_fails_at_tls(cassandra: CassandraServer) -> None:
+    own_tls(cassandra)
+    result = await check_target(target(cassandra, tls=True))  # the system store does not know the test CA
+    assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
+    assert "unable to get local issuer certificate" in result.cause
+    assert "ca_file" in result.remediation
+
+
+async def test_certificate_for_another_name_fails_at_tls(cassandra: CassandraServer) -> None:
+    ca_file = own_tls(cassandra)
+    result = await check_target(target(cassandra, tls=True, ca_file=ca_file, server_name="cassandra.example.com"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
+    assert result.cause == "the certificate is not valid for cassandra.example.com"
+
+
+async def test_unverified_tls_passes_with_a_warning(cassandra: CassandraServer) -> None:
+    own_tls(cassandra)
+    result = await check_target(target(cassandra, tls=True, tls_verify=False))
+    assert (result.status, result.stage) == (Status.WARNING, Stage.TLS), result.cause
+    assert result.cause == "the nodes' certificates are not verified (tls_verify: false)"
+
+
+async def test_closed_port_fails_at_connect(cassandra: CassandraServer, closed_port: int) -> None:
+    result = await check_target(target(cassandra, port=closed_port))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.CONNECT)
+    assert result.cause == f"cannot connect to {cassandra.host}:{closed_port}: Connection refused"
+
+
+@pytest.mark.parametrize(("tls", "stage", "step"), [(False, Stage.AUTH, "login"), (True, Stage.TLS, "tls handshake")])
+async def test_stalled_node_fails_on_time_at_the_stage_it_hung(
+    cassandra: CassandraServer, stall: StallServer, tls: bool, stage: Stage, step: str
+) -> None:
+    start = time.monotonic()
+    result = await check_target(target(cassandra, contact_points=["127.0.0.1"], port=stall.port, tls=tls, timeout=2))
+    elapsed = time.monotonic() - start
+    assert (result.status, result.stage) == (Status.FAILED, stage)
+    assert steps(result)[-1] == step
+    assert 1.5 <= elapsed < 2.5
+
+
+# --- replication judgement (Cassandra refuses unknown data centres and one node has only one: pure cases) ---
+
+
+@pytest.mark.parametrize(
+    ("replication", "nodes", "warnings"),
+    [
+        ({"class": "NetworkTopologyStrategy", "eu": "3", "us": "3"}, {"eu": 3, "us": 4}, []),
+        (
+            {"class": "org.apache.cassandra.locator.NetworkTopologyStrategy", "eu": "3"},
+            {"eu": 3, "us": 3},
+            ["keyspace airia has no replicas in data centre(s) us"],
+        ),
+        (
+            {"class": "NetworkTopologyStrategy", "eu": "3", "old": "3"},
+            {"eu": 3},
+            ["keyspace airia replicates to old, which has no nodes in this cluster"],
+        ),
+        (
+            {"class": "NetworkTopologyStrategy", "eu": "2", "us": "3/1"},
+            {"eu": 3, "us": 3},
+            ["keyspace airia keeps fewer than min_replication 3 replicas in eu=2"],
+        ),
+        (
+            {"class": "SimpleStrategy", "replication_factor": "3"},
+            {"eu": 3, "us": 3},
+            ["keyspace airia uses SimpleStrategy, which ignores the cluster's 2 data centres"],
+        ),
+        (
+            {"class": "SimpleStrategy", "replication_factor": "1"},
+            {"eu": 1},
+            ["keyspace airia keeps 1 replica(s), fewer than min_replication 3"],
+        ),
+        ({"class": "LocalStrategy"}, {"eu": 1}, []),
+    ],
+)
+def test_replication_is_judged_against_the_data_centres(
+    replication: dict[str, str], nodes: dict[str, int], warnings: list[str]
+) -> None:
+    cluster = CassandraTarget(name="events", kind="cassandra", contact_points=["h"], keyspace="airia")
+    probe = Probe(deadline=time.monotonic() + 5)
+    cluster._replication(probe, replication, nodes)
+    assert [cause for _, cause, _ in probe.warnings] == warnings
+    assert all(stage == Stage.OPERATION for stage, _, _ in probe.warnings)
+
+
+def test_cosmos_replication_is_reported_not_judged() -> None:
+    cosmos = CassandraTarget(
+        name="cosmos", kind="cassandra", contact_points=["acct.cassandra.cosmos.azure.com"], keyspace="airia"
+    )
+    probe = Probe(deadline=time.monotonic() + 5)
+    cosmos._replication(probe, {"class": "SimpleStrategy", "replication_factor": "1"}, {"West Europe": 1})
+    assert probe.warnings == []
+    assert probe.facts["replication"] == "SimpleStrategy replication_factor=1"
+
+
+# --- secrets and config -----------------------------------------------------------------------------
+
+
+async def test_password_never_appears_in_any_output(
+    cassandra: CassandraServer,
+    stall: StallServer,
+    closed_port: int,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    planted = "Planted-Secret-c4554nd7a"
+    caplog.set_level(logging.DEBUG)
+    targets = [
+        target(cassandra, name="wrong-password", password=planted),
+        target(cassandra, name="reader", username=service.READER_USER, password=planted),
+        target(cassandra, name="closed", password=planted, port=closed_port),
+        target(cassandra, name="stalled", password=planted, port=stall.port, timeout=1),
+    ]
+    run = await run_targets(targets)
+    assert [r.status for r in run.results] == [Status.FAILED] * 4
+    assert [r.stage for r in run.results] == [Stage.AUTH, Stage.AUTH, Stage.CONNECT, Stage.AUTH]
+    outputs = [run.model_dump_json(), report.to_json(run), report.to_text(run), report.to_junit(run), caplog.text]
+    captured = capsys.readouterr()
+    outputs += [captured.out, captured.err, repr(targets)]
+    for output in outputs:
+        assert planted not in output
+
+
+def parse(text: str) -> list[Any]:
+    return parse_targets(text, "targets.yaml", {"CASSANDRA_PASSWORD": "s3cret"})
+
+
+def config_error(text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    return str(caught.value)
+
+
+def test_config_with_defaults_and_env_password() -> None:
+    [cluster] = parse(
+        "targets:\n"
+        "  - name: events\n"
+        "    kind: cassandra\n"
+        "    contact_points: [cassandra-0.cassandra, cassandra-1.cassandra]\n"
+        "    username: airia\n"
+        "    password: ${CASSANDRA_PASSWORD}\n"
+        "    keyspace: airia\n"
+    )
+    assert isinstance(cluster, CassandraTarget)
+    assert (cluster.port, cluster.consistency, cluster.tls, cluster.cosmos) == (9042, "LOCAL_QUORUM", False, False)
+    assert (cluster.min_replication, cluster.create_keyspace, cluster.protocol_version) == (3, False, None)
+    assert cluster.effective_timeout == 15.0
+    assert cluster.secrets() == ["s3cret"]
+    assert "s3cret" not in repr(cluster)
+
+
+def test_cosmos_is_recognised_by_its_host_name() -> None:
+    [cosmos] = parse(
+        "targets:\n"
+        "  - {name: cosmos, kind: cassandra, contact_points: [acct.cassandra.cosmos.azure.com], username: acct,\n"
+        "     password: '${CASSANDRA_PASSWORD}', keyspace: airia}\n"
+    )
+    assert (cosmos.cosmos, cosmos.port, cosmos.tls, cosmos.protocol_version) == (True, 10350, True, 4)
+    assert cosmos.tls_verify is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ("contact_points: [h]", "targets[0].keyspace: required"),
+        ("contact_points: [], keyspace: k", "targets[0].contact_points: List should have at least 1 item"),
+        ("contact_points: ['h h'], keyspace: k", "targets[0].contact_points[0]: String should match"),
+        ("contact_points: [h], keyspace: Airia-Events", "targets[0].keyspace: String should match"),
+        ("contact_points: [h], keyspace: k, consistency: SERIAL", "targets[0].consistency: Input should be 'ONE'"),
+        ("contact_points: [h], keyspace: k, port: 70000", "targets[0].port: must be 1-65535"),
+        ("contact_points: [h], keyspace: k, protocol_version: 2", "targets[0].protocol_version: Input should be 3"),
+        ("contact_points: [h], keyspace: k, min_replication: 0", "targets[0].min_replication: Input should be"),
+        ("contact_points: [h], keyspace: k, ca_file: /nonexistent.pem", "targets[0].ca_file: Path does not point"),
+        ("contact_points: [h], keyspace: k, replication: 3", "targets[0].replication: unknown key"),
+        ("contact_points: [h], keyspace: k, username: u", "targets[0]: username and password go together"),
+        ("contact_points: [h], keyspace: k, password: p", "targets[0]: username and password go together"),
+        ("contact_points: [h], keyspace: k, cosmos: true, tls: false", "targets[0]: tls: Cosmos DB accepts TLS"),
+        ("contact_points: [h], keyspace: k, server_name: h", "targets[0]: ca_file, server_name and tls_verify only"),
+    ],
+)
+def test_malformed_config_names_target_and_field(fields: str, message: str) -> None:
+    assert config_error(f"targets:\n  - {{name: events, kind: cassandra, {fields}}}\n").startswith(message)

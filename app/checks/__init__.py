@@ -8,10 +8,11 @@ from app.checks.dns import DnsTarget
 from app.checks.http import HttpTarget
 from app.checks.openai import OpenaiTarget
 from app.checks.postgres import PostgresTarget
+from app.checks.s3 import S3Target
 from app.checks.tcp import TcpTarget
 from app.checks.tls import TlsTarget
 
 AnyTarget = Annotated[
-    TcpTarget | PostgresTarget | DnsTarget | TlsTarget | HttpTarget | OpenaiTarget,
+    TcpTarget | PostgresTarget | DnsTarget | TlsTarget | HttpTarget | OpenaiTarget | S3Target,
     Field(discriminator="kind"),
 ]

@@ -85,7 +85,7 @@ def postgres() -> Iterator[PostgresServer]:
         )
         yield dataclasses.replace(server, tls=_provision(server))
         return
-    yield from _local_server(tls=True)
+    yield from local_server(tls=True)
 
 
 @pytest.fixture(scope="session")
@@ -93,10 +93,10 @@ def postgres_without_tls() -> Iterator[PostgresServer]:
     """A second local server with ssl off, for what clients do when a server offers no TLS."""
     if os.environ.get("TESTPOD_TEST_POSTGRES_HOST"):
         pytest.skip("needs a local server with ssl off; TESTPOD_TEST_POSTGRES_HOST points at an external one")
-    yield from _local_server(tls=False)
+    yield from local_server(tls=False)
 
 
-def _local_server(*, tls: bool) -> Iterator[PostgresServer]:
+def local_server(*, tls: bool) -> Iterator[PostgresServer]:
     if not (BIN / "postgres").exists():
         unavailable("postgres", f"{BIN} is missing: run `python -m tests.services install postgres`")
     workdir = Path(tempfile.mkdtemp(prefix="testpod-postgres-"))

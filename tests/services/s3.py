@@ -94,15 +94,15 @@ def s3() -> Iterator[S3Server]:
         finally:
             _empty_buckets(server)
         return
-    yield from _local_server(tls=False)
+    yield from local_server(tls=False)
 
 
 @pytest.fixture(scope="session")
 def s3_tls() -> Iterator[S3Server]:
-    yield from _local_server(tls=True)
+    yield from local_server(tls=True)
 
 
-def _local_server(*, tls: bool) -> Iterator[S3Server]:
+def local_server(*, tls: bool) -> Iterator[S3Server]:
     workdir = Path(tempfile.mkdtemp(prefix="testpod-s3-"))
     port = free_port()
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from app.checks.cassandra import CassandraTarget
 from app.checks.dns import DnsTarget
 from app.checks.http import HttpTarget
 from app.checks.openai import OpenaiTarget
@@ -13,6 +14,6 @@ from app.checks.tcp import TcpTarget
 from app.checks.tls import TlsTarget
 
 AnyTarget = Annotated[
-    TcpTarget | PostgresTarget | DnsTarget | TlsTarget | HttpTarget | OpenaiTarget | S3Target,
+    TcpTarget | PostgresTarget | DnsTarget | TlsTarget | HttpTarget | OpenaiTarget | CassandraTarget | S3Target,
     Field(discriminator="kind"),
 ]

@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, StringConstraints, model_validator
 
 from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target
 from app.checks.net import connect, resolve
+from app.checks.tls import tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -120,14 +121,8 @@ class PostgresTarget(Target):
             try:
                 sock.sendall(_SSL_REQUEST)
                 answer = sock.recv(1)
-            except TimeoutError:
-                raise _timeout(Stage.TLS, "the answer to the SSL request") from None
             except OSError as error:
-                raise CheckFailed(
-                    Stage.TLS,
-                    f"the connection broke during the SSL request ({error.strerror or type(error).__name__})",
-                    "check that the port belongs to PostgreSQL and that no proxy in between drops the connection",
-                ) from None
+                raise tls_failure(error, self.host) from None
             if answer == b"N":
                 if self.sslmode == "prefer":  # prefer: the server has no TLS, libpq carries on unencrypted
                     probe.note("the server offers no TLS; continuing unencrypted as sslmode=prefer does")
@@ -149,20 +144,8 @@ class PostgresTarget(Target):
                 tls_sock = context.wrap_socket(sock, server_hostname=self.host)
             except ssl.SSLCertVerificationError as error:
                 raise self._verify_failure(error) from None
-            except ssl.SSLError as error:
-                raise CheckFailed(
-                    Stage.TLS,
-                    f"TLS handshake failed: {error.reason or error.strerror or type(error).__name__}",
-                    "check the server's ssl settings (ssl_min_protocol_version, certificate and key)",
-                ) from None
-            except TimeoutError:
-                raise _timeout(Stage.TLS, "the TLS handshake") from None
-            except OSError as error:
-                raise CheckFailed(
-                    Stage.TLS,
-                    f"the connection broke during the TLS handshake ({error.strerror or type(error).__name__})",
-                    "a proxy or firewall in between may be interfering with TLS; check the server's ssl log lines",
-                ) from None
+            except OSError as error:  # the handshake itself failed: diagnosed like every kind that speaks TLS
+                raise tls_failure(error, self.host) from None
             version, cipher = tls_sock.version() or "unknown", (tls_sock.cipher() or ("unknown",))[0]
             probe.note(f"{version}, {cipher}")
             probe.facts["tls_version"] = version
@@ -235,7 +218,8 @@ class PostgresTarget(Target):
                     self.user,
                     host=self.host,
                     database=self.database,
-                    password=self.password.get_secret_value() if self.password else None,
+                    # pg8000 cannot run SCRAM without a password; an empty one gets the server's own refusal
+                    password=self.password.get_secret_value() if self.password else "",
                     sock=sock,
                     ssl_context=False,  # TLS, when wanted, is already on the socket
                     application_name="airia-test-pod",
@@ -266,6 +250,12 @@ class PostgresTarget(Target):
         return connection
 
     def _startup_failure(self, code: str, message: str) -> CheckFailed:
+        if code == "28P01" and self.password is None:
+            return CheckFailed(
+                Stage.AUTH,
+                f"the server requires a password for user {self.user} and this target has none",
+                "set password (from a Secret: password: ${ENV_NAME}) or allow this client without one in pg_hba.conf",
+            )
         if code == "28P01":
             return CheckFailed(
                 Stage.AUTH,

@@ -223,10 +223,30 @@ async def test_extension_not_packaged_on_the_server_is_named(postgres: PostgresS
 
 
 async def test_extension_available_but_not_installed_gives_the_sql(postgres: PostgresServer) -> None:
-    result = await check_target(target(postgres, database=service.PLAIN_DATABASE, extensions=["pg_trgm"]))
+    result = await check_target(target(postgres, database=service.LEGACY_DATABASE, extensions=["pg_trgm"]))
     assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
-    assert result.cause == f"extension pg_trgm is available but not installed in database {service.PLAIN_DATABASE}"
+    assert result.cause == f"extension pg_trgm is available but not installed in database {service.LEGACY_DATABASE}"
     assert "CREATE EXTENSION IF NOT EXISTS pg_trgm;" in result.remediation
+
+
+async def test_read_only_session_fails_the_round_trip_at_permission(postgres: PostgresServer) -> None:
+    result = await check_target(target(postgres, database=service.LEGACY_DATABASE))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert result.cause.startswith("CREATE TABLE refused: the session is read-only")
+    assert "primary" in result.remediation and "default_transaction_read_only" in result.remediation
+
+
+async def test_database_not_in_utf8_is_a_warning(postgres: PostgresServer) -> None:
+    result = await check_target(target(postgres, database=service.LEGACY_DATABASE, write_test=False))
+    assert (result.status, result.stage) == (Status.WARNING, Stage.OPERATION)
+    assert result.facts["encoding"] == "LATIN1"
+    assert result.cause == f"database {service.LEGACY_DATABASE} uses encoding LATIN1, not UTF8"
+
+
+async def test_no_password_configured_for_a_server_that_wants_one(postgres: PostgresServer) -> None:
+    result = await check_target(target(postgres, password=None))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause == f"the server requires a password for user {service.APP_USER} and this target has none"
 
 
 async def test_server_older_than_the_minimum(postgres: PostgresServer) -> None:

@@ -37,7 +37,7 @@ SUPERUSER = "postgres"
 
 # What the fixture creates (on its own server, or on an external one):
 APP_DATABASE = "testpod"  # owned by APP_USER, pg_trgm installed
-PLAIN_DATABASE = "testpod_plain"  # owned by APP_USER, no extension installed
+LEGACY_DATABASE = "testpod_legacy"  # owned by APP_USER: LATIN1, read-only by default (like a replica), no extensions
 NODROP_DATABASE = "testpod_nodrop"  # owned by APP_USER; an event trigger refuses every DROP; no CONNECT for others
 APP_USER = "testpod_app"  # may create tables in public of its databases
 READER_USER = "testpod_reader"  # CONNECT + USAGE on public, no CREATE
@@ -206,9 +206,14 @@ def _provision(server: PostgresServer) -> bool:
             verb = "ALTER" if role in existing_roles else "CREATE"
             admin.run(f"{verb} ROLE {role} {options}")
         existing_databases = {row[0] for row in admin.run("SELECT datname FROM pg_database")}
-        for database in (APP_DATABASE, PLAIN_DATABASE, NODROP_DATABASE):
+        for database, options in (
+            (APP_DATABASE, ""),
+            (LEGACY_DATABASE, "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"),
+            (NODROP_DATABASE, ""),
+        ):
             if database not in existing_databases:
-                admin.run(f"CREATE DATABASE {database} OWNER {APP_USER}")
+                admin.run(f"CREATE DATABASE {database} OWNER {APP_USER} {options}")
+        admin.run(f"ALTER DATABASE {LEGACY_DATABASE} SET default_transaction_read_only = on")
         admin.run(f"REVOKE ALL ON DATABASE {APP_DATABASE} FROM PUBLIC")
         admin.run(f"REVOKE CONNECT ON DATABASE {NODROP_DATABASE} FROM PUBLIC")  # READER_USER gets 42501 there
         admin.run(f"GRANT CONNECT ON DATABASE {APP_DATABASE} TO {APP_USER}, {READER_USER}, {LIMITED_USER}")

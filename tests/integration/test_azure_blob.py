@@ -1,0 +1,395 @@
+"""The azure_blob kind against a real Azurite on 127.0.0.1 (tests/services/azurite.py), every path for real."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app import report
+from app.checks.azure_blob import PROBE_PREFIX, AzureBlobTarget
+from app.checks.base import Stage, Status
+from app.config import ConfigError, parse_targets
+from app.results import Result
+from app.runner import check_target, run_targets
+from tests.servers import StallServer
+from tests.services import azurite as service
+from tests.services.azurite import Azurite
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def container(azurite: Azurite) -> Iterator[str]:
+    """A fresh container of the development account, removed afterwards."""
+    name = f"probe-{uuid.uuid4().hex[:16]}"
+    client = azurite.service()
+    client.create_container(name)
+    yield name
+    client.delete_container(name)
+
+
+def target(azurite: Azurite, container: str | None, **fields: Any) -> AzureBlobTarget:
+    values: dict[str, Any] = {
+        "name": "blobs",
+        "kind": "azure_blob",
+        "account_name": service.ACCOUNT,
+        "account_key": service.ACCOUNT_KEY,
+        "endpoint": azurite.endpoint,
+        "container": container,
+        "probe_bytes": 256 * 1024,
+    }
+    values.update(fields)
+    return AzureBlobTarget.model_validate({key: value for key, value in values.items() if value is not None})
+
+
+def only(azurite: Azurite, container: str | None, **credential: Any) -> AzureBlobTarget:
+    """A target with just the credential given (no account key, account name or endpoint)."""
+    return target(azurite, container, account_name=None, account_key=None, endpoint=None, **credential)
+
+
+def account_sas(**permissions: bool) -> str:
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    return generate_account_sas(
+        service.ACCOUNT,
+        service.ACCOUNT_KEY,
+        ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(**permissions),
+        datetime.now(UTC) + timedelta(hours=1),
+    )
+
+
+def container_sas(container: str, **permissions: bool) -> str:
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(
+        service.ACCOUNT,
+        container,
+        service.ACCOUNT_KEY,
+        permission=ContainerSasPermissions(**permissions),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+
+
+def probe_blobs(azurite: Azurite, container: str) -> list[str]:
+    blobs = azurite.service().get_container_client(container).list_blobs(name_starts_with="airia-test-pod/")
+    return [blob.name for blob in blobs]
+
+
+def steps(result: Result) -> list[str]:
+    return [step.name for step in result.steps]
+
+
+ROUND_TRIP = ["client", "resolve", "connect", "account", "container", "upload", "download", "delete"]
+
+
+# --- passing ---------------------------------------------------------------------------------------
+
+
+async def test_account_key_passes_every_step_and_leaves_nothing_behind(azurite: Azurite, container: str) -> None:
+    result = await check_target(target(azurite, container))
+    assert result.status == Status.PASSED, result.cause
+    assert steps(result) == ROUND_TRIP
+    facts = result.facts
+    assert (facts["account_name"], facts["container"], facts["probe_bytes"]) == (service.ACCOUNT, container, 262144)
+    assert facts["endpoint"] == f"http://127.0.0.1:{azurite.port}"
+    assert facts["account_kind"] and facts["sku_name"]
+    assert int(facts["upload_bytes_per_s"]) > 0 and int(facts["download_bytes_per_s"]) > 0  # type: ignore[arg-type]
+    download = next(s for s in result.steps if s.name == "download")
+    assert download.detail == "262144 bytes, identical"
+    assert probe_blobs(azurite, container) == []
+
+
+async def test_connection_string_passes(azurite: Azurite, container: str) -> None:
+    result = await check_target(only(azurite, container, connection_string=azurite.connection_string))
+    assert result.status == Status.PASSED, result.cause
+    assert steps(result) == ROUND_TRIP
+
+
+async def test_account_sas_with_read_write_delete_passes(azurite: Azurite, container: str) -> None:
+    sas = account_sas(read=True, write=True, delete=True, list=True)
+    result = await check_target(only(azurite, container, sas_url=f"{azurite.endpoint}?{sas}"))
+    assert result.status == Status.PASSED, result.cause
+    assert probe_blobs(azurite, container) == []
+
+
+async def test_container_sas_names_its_container_and_passes(azurite: Azurite, container: str) -> None:
+    sas = container_sas(container, read=True, write=True, delete=True)
+    blobs = only(azurite, None, sas_url=f"{azurite.endpoint}/{container}?{sas}")
+    assert blobs.container_sas
+    result = await check_target(blobs)
+    assert result.status == Status.PASSED, result.cause
+    assert result.facts["container"] == container
+    step = next(s for s in result.steps if s.name == "container")
+    assert "the upload proves it exists" in step.detail
+    assert probe_blobs(azurite, container) == []
+
+
+async def test_create_container_creates_a_missing_one(azurite: Azurite) -> None:
+    name = f"created-{uuid.uuid4().hex[:16]}"
+    try:
+        result = await check_target(target(azurite, name, create_container=True))
+        assert result.status == Status.PASSED, result.cause
+        assert result.facts["container_created"] is True
+        assert azurite.service().get_container_client(name).exists()
+        assert probe_blobs(azurite, name) == []
+    finally:
+        azurite.service().delete_container(name)
+
+
+async def test_pinned_api_version_is_sent(azurite: Azurite, container: str) -> None:
+    result = await check_target(target(azurite, container, api_version="2025-11-05"))
+    assert result.status == Status.PASSED, result.cause
+    assert result.facts["api_version"] == "2025-11-05"
+
+
+async def test_https_with_the_ca_file_passes(azurite_https: Azurite) -> None:
+    assert azurite_https.ca_file is not None
+    name = f"probe-{uuid.uuid4().hex[:16]}"
+    azurite_https.service().create_container(name)
+    result = await check_target(target(azurite_https, name, ca_file=azurite_https.ca_file))
+    assert result.status == Status.PASSED, result.cause
+    assert steps(result) == [*ROUND_TRIP[:3], "tls handshake", *ROUND_TRIP[3:]]
+    assert result.facts["tls_version"] == "TLSv1.3"
+
+
+# --- failing ---------------------------------------------------------------------------------------
+
+
+async def test_wrong_key_fails_at_auth(azurite: Azurite, container: str) -> None:
+    wrong = base64.b64encode(b"not the key of devstoreaccount1").decode()
+    result = await check_target(target(azurite, container, account_key=wrong))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert steps(result)[-1] == "account"
+    assert result.cause.startswith("read the account information: HTTP 403 AuthorizationFailure")
+    assert "account key" in result.remediation and "firewall" in result.remediation
+
+
+async def test_forged_sas_signature_fails_at_auth(azurite: Azurite, container: str) -> None:
+    sas = account_sas(read=True, write=True, delete=True).replace("sig=", "sig=AAAA")
+    result = await check_target(only(azurite, container, sas_url=f"{azurite.endpoint}?{sas}"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert "HTTP 403" in result.cause
+
+
+async def test_missing_container_fails_and_says_how_to_create_it(azurite: Azurite) -> None:
+    result = await check_target(target(azurite, "no-such-container"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert steps(result)[-1] == "container"
+    assert result.cause.startswith("read the container's properties: HTTP 404 ContainerNotFound")
+    assert (
+        result.remediation
+        == "create container no-such-container (or set create_container: true to let the check create it)"
+    )
+
+
+async def test_read_only_sas_fails_the_upload_at_permission(azurite: Azurite, container: str) -> None:
+    sas = account_sas(read=True, list=True)
+    result = await check_target(only(azurite, container, sas_url=f"{azurite.endpoint}?{sas}"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert steps(result)[-1] == "upload"
+    assert result.cause.startswith("upload the probe blob: HTTP 403 AuthorizationPermissionMismatch")
+    assert result.remediation.startswith("issue the SAS with the 'w' permission")
+    assert probe_blobs(azurite, container) == []
+
+
+async def test_read_only_sas_cannot_create_the_container(azurite: Azurite) -> None:
+    sas = account_sas(read=True, list=True)
+    name = f"never-{uuid.uuid4().hex[:16]}"
+    result = await check_target(only(azurite, name, sas_url=f"{azurite.endpoint}?{sas}", create_container=True))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert result.cause.startswith("create the container: HTTP 403 AuthorizationPermissionMismatch")
+    assert "'c' permission" in result.remediation
+    assert not azurite.service().get_container_client(name).exists()
+
+
+async def test_sas_without_delete_fails_and_names_the_blob_left_behind(azurite: Azurite, container: str) -> None:
+    sas = account_sas(read=True, write=True, list=True)
+    result = await check_target(only(azurite, container, sas_url=f"{azurite.endpoint}?{sas}"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert steps(result)[-1] == "delete"
+    assert result.cause.startswith("delete the probe blob: HTTP 403 AuthorizationPermissionMismatch")
+    [left] = probe_blobs(azurite, container)
+    assert left.startswith(PROBE_PREFIX)
+    assert result.remediation.endswith(f"then remove the probe blob {left} it left behind")
+    azurite.service().get_container_client(container).delete_blob(left)
+
+
+async def test_api_version_unknown_to_the_sdk_fails_before_any_request(azurite: Azurite, container: str) -> None:
+    result = await check_target(target(azurite, container, api_version="2099-01-01"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.CONNECT)
+    assert steps(result) == ["client"]
+    assert result.cause.startswith("the Azure SDK refuses this configuration: Unsupported API version '2099-01-01'")
+
+
+async def test_https_without_the_ca_fails_at_tls(azurite_https: Azurite) -> None:
+    result = await check_target(target(azurite_https, "any-container"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
+    assert "unable to get local issuer certificate" in result.cause
+
+
+async def test_https_to_the_plain_port_fails_at_tls(azurite: Azurite) -> None:
+    result = await check_target(target(azurite, "any-container", endpoint=azurite.endpoint.replace("http:", "https:")))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
+    assert result.cause == "the port does not speak TLS (its answer is not a TLS record)"
+
+
+async def test_closed_port_fails_at_connect(closed_port: int) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port}/{service.ACCOUNT}"
+    result = await check_target(target(Azurite(closed_port), "any-container", endpoint=endpoint))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.CONNECT)
+    assert result.cause == f"cannot connect to 127.0.0.1:{closed_port}: Connection refused"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "stage", "step"), [("http", Stage.AUTH, "account"), ("https", Stage.TLS, "tls handshake")]
+)
+async def test_stalled_server_fails_on_time_at_the_stage_it_hung(
+    stall: StallServer, scheme: str, stage: Stage, step: str
+) -> None:
+    endpoint = f"{scheme}://127.0.0.1:{stall.port}/{service.ACCOUNT}"
+    start = time.monotonic()
+    result = await check_target(target(Azurite(stall.port), "any-container", endpoint=endpoint, timeout=2))
+    elapsed = time.monotonic() - start
+    assert (result.status, result.stage) == (Status.FAILED, stage)
+    assert steps(result)[-1] == step
+    assert 1.5 <= elapsed < 2.5
+
+
+# --- secrets and config -----------------------------------------------------------------------------
+
+
+async def test_secrets_never_appear_in_any_output(
+    azurite: Azurite,
+    container: str,
+    closed_port: int,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    planted_key = base64.b64encode(b"Planted-Secret-az-key-7f3a9c1e").decode()
+    sas = account_sas(read=True, list=True)
+    forged = sas.replace("sig=", "sig=Planted0Sig")
+    caplog.set_level(logging.DEBUG)
+    closed = f"http://127.0.0.1:{closed_port}/{service.ACCOUNT}"
+    targets = [
+        target(azurite, container, name="wrong-key", account_key=planted_key),
+        target(azurite, container, name="closed", account_key=planted_key, endpoint=closed),
+        only(
+            azurite,
+            container,
+            name="wrong-string",
+            connection_string=azurite.connection_string.replace(service.ACCOUNT_KEY, planted_key),
+        ),
+        only(azurite, container, name="forged-sas", sas_url=f"{azurite.endpoint}?{forged}"),
+        only(azurite, container, name="read-only-sas", sas_url=f"{azurite.endpoint}?{sas}"),
+    ]
+    secrets = {secret for t in targets for secret in t.secrets()}
+    assert planted_key in secrets and any(s.startswith("Planted0Sig") for s in secrets)
+    run = await run_targets(targets)
+    assert [r.status for r in run.results] == [Status.FAILED] * 5
+    assert [r.stage for r in run.results] == [Stage.AUTH, Stage.CONNECT, Stage.AUTH, Stage.AUTH, Stage.PERMISSION]
+    outputs = [run.model_dump_json(), report.to_json(run), report.to_text(run), report.to_junit(run), caplog.text]
+    captured = capsys.readouterr()
+    outputs += [captured.out, captured.err, repr(targets)]
+    for output in outputs:
+        for secret in secrets:
+            assert secret not in output
+
+
+def test_derived_secrets_cover_the_key_in_a_string_and_the_sas_signature() -> None:
+    string = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=S2V5S2V5;EndpointSuffix=core.windows.net"
+    assert only(Azurite(1), "data", connection_string=string).secrets() == [string, "S2V5S2V5"]
+    url = "https://acct.blob.core.windows.net/?sv=2025-11-05&ss=b&srt=sco&sp=rwd&sig=ab%2Bcd%3D"
+    assert only(Azurite(1), "data", sas_url=url).secrets() == [url, "ab%2Bcd%3D", "ab+cd="]
+    sas_string = "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2025-11-05&sig=x%2By"
+    assert only(Azurite(1), "data", connection_string=sas_string).secrets() == [sas_string, "x%2By", "x+y"]
+
+
+def parse(text: str) -> list[Any]:
+    return parse_targets(text, "targets.yaml", {"STORAGE_KEY": "S2V5S2V5"})
+
+
+def config_error(text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    return str(caught.value)
+
+
+def test_config_with_defaults_and_env_key() -> None:
+    [blobs] = parse(
+        "targets:\n"
+        "  - {name: blobs, kind: azure_blob, account_name: airiastore, account_key: '${STORAGE_KEY}',\n"
+        "     container: data}\n"
+    )
+    assert isinstance(blobs, AzureBlobTarget)
+    assert (blobs.create_container, blobs.endpoint, blobs.api_version, blobs.probe_bytes) == (
+        False,
+        None,
+        None,
+        1048576,
+    )
+    assert blobs.effective_timeout == 15.0
+    assert blobs.secrets() == ["S2V5S2V5"]
+    assert "S2V5S2V5" not in repr(blobs)
+
+
+SAS = "https://acct.blob.core.windows.net/?sv=2025-11-05&ss=b&srt=sco&sp=rwd&sig=abc"
+CONTAINER_SAS = "https://acct.blob.core.windows.net/data?sv=2025-11-05&sr=c&sp=rwd&sig=abc"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ("container: data", "targets[0]: give exactly one credential: account_name with account_key"),
+        (
+            f"account_name: acct, account_key: k, sas_url: '{SAS}', container: data",
+            "targets[0]: give exactly one credential: account_name with account_key, connection_string, or sas_url "
+            "(found account_key and sas_url)",
+        ),
+        ("account_key: k, container: data", "targets[0]: account_name is required with account_key"),
+        (
+            f"sas_url: '{SAS}', endpoint: 'https://e.example', container: data",
+            "targets[0]: account_name and endpoint go with account_key only",
+        ),
+        ("account_name: acct, account_key: k", "targets[0]: container is required"),
+        ("account_name: Acct_1, account_key: k, container: data", "targets[0].account_name: String should match"),
+        ("account_name: acct, account_key: k, container: Data_1", "targets[0].container: String should match"),
+        ("account_name: acct, account_key: k, container: ab", "targets[0].container: String should have at least 3"),
+        (
+            "account_name: acct, account_key: k, container: data, endpoint: 'ftp://acct.example'",
+            "targets[0].endpoint: must be an http(s) URL",
+        ),
+        (
+            "account_name: acct, account_key: k, container: data, endpoint: 'https://acct.example/?sig=x'",
+            "targets[0].endpoint: must not carry a query",
+        ),
+        ("connection_string: 'AccountName=acct', container: data", "targets[0]: connection_string: needs AccountKey"),
+        ("sas_url: 'https://acct.blob.core.windows.net/?sv=1', container: data", "targets[0]: sas_url: has no SAS"),
+        (
+            "sas_url: 'https://acct.blob.core.windows.net/data/x?sr=b&sig=abc', container: data",
+            "targets[0]: sas_url: must be an account SAS or a container SAS (sr=c)",
+        ),
+        (
+            f"sas_url: '{CONTAINER_SAS}', container: other",
+            "targets[0]: container differs from the container the SAS URL is issued for",
+        ),
+        (f"sas_url: '{CONTAINER_SAS}', create_container: true", "targets[0]: create_container needs an account SAS"),
+        (
+            "account_name: acct, account_key: k, container: data, api_version: latest",
+            "targets[0].api_version: String should match",
+        ),
+        ("account_name: acct, account_key: k, container: data, probe_bytes: 0", "targets[0].probe_bytes: Input should"),
+        ("account_name: acct, account_key: k, container: data, ca_file: /nonexistent.pem", "targets[0].ca_file: Path"),
+    ],
+)
+def test_malformed_config_names_target_and_field(fields: str, message: str) -> None:
+    error = config_error(f"targets:\n  - {{name: blobs, kind: azure_blob, {fields}}}\n")
+    assert error.startswith(message)
+    assert "sig=abc" not in error

@@ -8,7 +8,12 @@ import pytest
 
 from tests.servers import StallServer, free_port
 
-pytest_plugins: list[str] = ["tests.services.postgres", "tests.services.cassandra", "tests.services.s3"]
+pytest_plugins: list[str] = [
+    "tests.services.postgres",
+    "tests.services.cassandra",
+    "tests.services.azurite",
+    "tests.services.s3",
+]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from app.checks.azure_blob import AzureBlobTarget
 from app.checks.cassandra import CassandraTarget
 from app.checks.dns import DnsTarget
 from app.checks.http import HttpTarget
@@ -14,6 +15,14 @@ from app.checks.tcp import TcpTarget
 from app.checks.tls import TlsTarget
 
 AnyTarget = Annotated[
-    TcpTarget | PostgresTarget | DnsTarget | TlsTarget | HttpTarget | OpenaiTarget | CassandraTarget | S3Target,
+    TcpTarget
+    | PostgresTarget
+    | DnsTarget
+    | TlsTarget
+    | HttpTarget
+    | OpenaiTarget
+    | CassandraTarget
+    | AzureBlobTarget
+    | S3Target,
     Field(discriminator="kind"),
 ]

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
 
@@ -126,7 +127,7 @@ class Issued:
 @dataclass
 class Authenticator:
     username: str
-    password_hash: str
+    password_hash: str | Future[str]  # a Future while a configured password is hashed off the start-up path
     secret_key: str
     session_seconds: int
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
@@ -136,6 +137,7 @@ class Authenticator:
     def from_settings(cls, settings: Settings) -> tuple[Authenticator, str | None]:
         """The authenticator, and the password when none was configured and one was generated for this run."""
         generated = None
+        password_hash: str | Future[str]
         if settings.auth_password_hash is not None:
             password_hash = settings.auth_password_hash.get_secret_value()
         else:
@@ -143,7 +145,7 @@ class Authenticator:
                 password = settings.auth_password.get_secret_value()
             else:
                 password = generated = secrets.token_urlsafe(18)
-            password_hash = hash_password(password)
+            password_hash = _hash_in_background(password)
         # without a configured key, sessions last until the process restarts: fine for one pod
         key = settings.secret_key.get_secret_value() if settings.secret_key else secrets.token_urlsafe(48)
         authenticator = cls(settings.auth_username, password_hash, key, settings.session_minutes * 60)
@@ -157,10 +159,14 @@ class Authenticator:
             raise LoginRejected(BAD_CREDENTIALS)
         self.throttle.succeeded(keys)
 
+    @property
+    def stored_hash(self) -> str:
+        return self.password_hash if isinstance(self.password_hash, str) else self.password_hash.result()
+
     def verify(self, username: str, password: str) -> bool:
         # the hash is checked even for an unknown user, so timing does not tell which part was wrong
         try:
-            password_ok = _hasher.verify(password, self.password_hash)
+            password_ok = _hasher.verify(password, self.stored_hash)
         except Exception:  # a malformed hash must fail closed, not raise into the request
             password_ok = False
         user_ok = hmac.compare_digest(username.encode(), self.username.encode())
@@ -199,6 +205,20 @@ class Authenticator:
         for token_id in [t for t, expires in self._revoked.items() if expires < now]:
             del self._revoked[token_id]
         self._revoked[user.token_id] = user.expires
+
+
+def _hash_in_background(password: str) -> Future[str]:
+    """argon2 costs ~0.2 s of CPU: spend it while the server starts, not before it listens."""
+    future: Future[str] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(hash_password(password))
+        except BaseException as error:  # handed to whoever waits; a login then fails closed
+            future.set_exception(error)
+
+    threading.Thread(target=work, name="hash-password", daemon=True).start()
+    return future
 
 
 def get_authenticator(request: Request) -> Authenticator:

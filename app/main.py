@@ -35,16 +35,17 @@ def create_app(settings: Settings) -> FastAPI:
     runner = Runner(targets, strict=settings.strict)
     health = PodHealth(config_error=config_error)
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
-    pod = Pod(settings, runner, health, metrics)
+    pod = Pod(runner, health, metrics)
     authenticator, generated_password = Authenticator.from_settings(settings)
     if generated_password is not None:
         _announce(settings.auth_username, generated_password)
     if settings.secret_key is None:
         log.info("no TESTPOD_SECRET_KEY given: a random one is used, so sessions end when the pod restarts")
+    run_on_start = settings.run_on_start and bool(targets)  # the app keeps no reference to the settings' secrets
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.run_on_start and targets:
+        if run_on_start:
             pod.start_run()  # so the dashboard has a verdict when someone first opens it
         health.started = True
         yield

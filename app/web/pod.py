@@ -10,7 +10,6 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from app.config import Settings
 from app.health import PodHealth
 from app.metrics import Metrics
 from app.results import Run
@@ -21,7 +20,6 @@ log = logging.getLogger("app.runs")
 
 @dataclass
 class Pod:
-    settings: Settings
     runner: Runner
     health: PodHealth
     metrics: Metrics

@@ -40,7 +40,7 @@ def _status_with(client: TestClient, token: str) -> int:
 def test_the_password_is_kept_only_as_an_argon2_hash(make_client: MakeClient) -> None:
     client = make_client(None)
     authenticator: Authenticator = client.app.state.authenticator  # type: ignore[attr-defined]
-    assert authenticator.password_hash.startswith("$argon2id$")
+    assert authenticator.stored_hash.startswith("$argon2id$")
     assert PASSWORD not in repr(vars(authenticator))
     assert PASSWORD not in repr(vars(client.app.state.pod))  # type: ignore[attr-defined]
 

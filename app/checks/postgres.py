@@ -54,7 +54,7 @@ class PostgresTarget(Target):
     password: SecretStr | None = None
     sslmode: SslMode = "require"
     sslrootcert: Annotated[str, StringConstraints(min_length=1)] | None = None
-    schema_: Identifier = Field("public", alias="schema")
+    schema_: Identifier = Field("public", alias="schema")  # `schema` would shadow a BaseModel method
     min_version: Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,4})?$")] | None = None
     extensions: list[ExtensionName] = Field(default_factory=list)
     write_test: bool = True

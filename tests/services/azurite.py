@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,21 +101,18 @@ def azurite() -> Iterator[Azurite]:
             unavailable("azurite", f"nothing answers on 127.0.0.1:{external} (TESTPOD_TEST_AZURITE_PORT): {error}")
         yield server
         return
-    with _running(https=False) as server:
-        yield server
+    yield from local_server(https=False)
 
 
 @pytest.fixture(scope="session")
 def azurite_https() -> Iterator[Azurite]:
     if os.environ.get("TESTPOD_TEST_AZURITE_PORT") and not executable().exists():
         pytest.skip("the external Azurite serves plain HTTP and this module's Azurite is not installed for HTTPS")
-    with _running(https=True) as server:
-        yield server
+    yield from local_server(https=True)
 
 
-@contextmanager
-def _running(*, https: bool) -> Iterator[Azurite]:
-    """One azurite-blob process in memory on a free port, stopped on exit."""
+def local_server(*, https: bool) -> Iterator[Azurite]:
+    """Start one azurite-blob in memory on a free port, yield it, and stop it when resumed."""
     if not executable().exists():
         unavailable("azurite", f"{executable()} is missing: run `python -m tests.services install azurite`")
     workdir = Path(tempfile.mkdtemp(prefix="testpod-azurite-"))

@@ -146,13 +146,17 @@ def install() -> None:
 
 @pytest.fixture(scope="session")
 def cassandra() -> Iterator[CassandraServer]:
-    user_password = "u-" + secrets.token_urlsafe(18)
     host = os.environ.get("TESTPOD_TEST_CASSANDRA_HOST")
     if host:
         port = int(os.environ.get("TESTPOD_TEST_CASSANDRA_PORT", "9042"))
-        server = _provision(host, port, SUPERUSER, user_password, ca_file=None, started_in=None)
-        yield server
+        user_password = "u-" + secrets.token_urlsafe(18)
+        yield _provision(host, port, SUPERUSER, user_password, ca_file=None, started_in=None)
         return
+    yield from local_server()
+
+
+def local_server() -> Iterator[CassandraServer]:
+    """Start a node of our own, provision it, yield it, and stop it (its data removed) when resumed."""
     lib = lib_dir()
     if not (lib / f"cassandra-all-{version()}.jar").exists():
         unavailable("cassandra", f"{lib} has no Cassandra jars: run `python -m tests.services install cassandra`")
@@ -161,11 +165,12 @@ def cassandra() -> Iterator[CassandraServer]:
     try:
         try:
             process, port, ca_file, started_in = _start(workdir, lib)
+            user_password = "u-" + secrets.token_urlsafe(18)
             server = _provision("127.0.0.1", port, SUPERUSER, user_password, ca_file=ca_file, started_in=started_in)
-        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        except Exception as error:  # any cause: the test must fail (or skip) with the node's own log
             log = workdir / "server.log"
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            unavailable("cassandra", f"{error}\n{tail}")
+            unavailable("cassandra", f"{type(error).__name__}: {error}\n{tail}")
         yield server
     finally:
         if process is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ def template(*values: Path, kube_version: str = "1.29.0", sets: tuple[str, ...] 
     result = run(command)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+@functools.cache
+def render(values: Path, kube_version: str = "1.29.0") -> str:
+    """`template` of one values file, once per session: many tests read the same render."""
+    return template(values, kube_version=kube_version)
 
 
 def render_error(*values: Path, sets: tuple[str, ...] = ()) -> str:

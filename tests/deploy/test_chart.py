@@ -21,7 +21,18 @@ from app import __version__
 from app.checks.base import Target
 from app.config import parse_targets
 from tests.deploy import chart_schema
-from tests.deploy.chart import CHART, CI_VALUES, NAMESPACE, RELEASE, container, objects, one, render_error, template
+from tests.deploy.chart import (
+    CHART,
+    CI_VALUES,
+    NAMESPACE,
+    RELEASE,
+    container,
+    objects,
+    one,
+    render,
+    render_error,
+    template,
+)
 from tests.deploy.tools import require, run
 
 KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())  # the oldest we test and the newest bundled
@@ -158,7 +169,7 @@ def kubeconform_schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_object_is_valid_kubernetes(
     values: Path, kube_version: str, kubeconform_schemas: Path, tmp_path: Path
 ) -> None:
-    rendered = template(values, kube_version=kube_version)
+    rendered = render(values, kube_version)
     documents = objects(rendered)
     assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "Pod"} <= {d["kind"] for d in documents}
     for document in documents:
@@ -189,7 +200,7 @@ def test_every_object_is_valid_kubernetes(
 
 def test_kubeconform_strict_rejects_an_unknown_field(kubeconform_schemas: Path, tmp_path: Path) -> None:
     """The validation above can fail: a field Kubernetes does not know is an error, not a pass."""
-    deployment = one(template(VALUES["minimal-values"]), "Deployment")
+    deployment = one(render(VALUES["minimal-values"]), "Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessProb"] = {}
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(yaml.safe_dump(deployment))
@@ -213,7 +224,7 @@ def test_kubeconform_strict_rejects_an_unknown_field(kubeconform_schemas: Path, 
 
 def test_checkov_finds_nothing_and_every_skip_is_justified(tmp_path: Path) -> None:
     for values in CI_VALUES:
-        (tmp_path / f"{values.stem}.yaml").write_text(template(values))
+        (tmp_path / f"{values.stem}.yaml").write_text(render(values))
     result = run(
         [
             require("checkov"),
@@ -242,7 +253,7 @@ def test_checkov_finds_nothing_and_every_skip_is_justified(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
 def test_pods_are_hardened(values: Path) -> None:
-    rendered = objects(template(values))
+    rendered = objects(render(values))
     for spec in (one(rendered, "Deployment")["spec"]["template"]["spec"], one(rendered, "Pod")["spec"]):
         assert spec["automountServiceAccountToken"] is False
         pod = spec["securityContext"]
@@ -265,7 +276,7 @@ def test_pods_are_hardened(values: Path) -> None:
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
 def test_labels_and_selectors(values: Path) -> None:
-    rendered = objects(template(values))
+    rendered = objects(render(values))
     selector = {"app.kubernetes.io/name": "airia-test-pod", "app.kubernetes.io/instance": RELEASE}
     deployment, service, check = one(rendered, "Deployment"), one(rendered, "Service"), one(rendered, "Pod")
     assert deployment["spec"]["selector"]["matchLabels"] == selector
@@ -283,7 +294,7 @@ def test_labels_and_selectors(values: Path) -> None:
 
 
 def test_probes_use_the_health_paths_on_the_container_port() -> None:
-    main = container(one(template(VALUES["full-values"]), "Deployment")["spec"]["template"]["spec"])
+    main = container(one(render(VALUES["full-values"]), "Deployment")["spec"]["template"]["spec"])
     (port,) = main["ports"]
     env = {e["name"]: e.get("value") for e in main["env"]}
     assert env["PORT"] == str(port["containerPort"])
@@ -312,7 +323,7 @@ def test_image_reference_defaults_to_app_version_and_a_digest_wins() -> None:
 
 
 def test_generated_auth_secret_is_mounted_for_the_settings() -> None:
-    rendered = objects(template(VALUES["minimal-values"]))
+    rendered = objects(render(VALUES["minimal-values"]))
     secret = one(rendered, "Secret", "-auth")
     password = base64.b64decode(secret["data"]["auth_password"]).decode()
     key = base64.b64decode(secret["data"]["secret_key"]).decode()
@@ -327,7 +338,7 @@ def test_generated_auth_secret_is_mounted_for_the_settings() -> None:
 
 
 def test_existing_auth_secret_is_used_and_none_is_generated() -> None:
-    rendered = objects(template(VALUES["existing-secret-values"]))
+    rendered = objects(render(VALUES["existing-secret-values"]))
     assert not [d for d in rendered if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-auth")]
     spec = one(rendered, "Deployment")["spec"]["template"]["spec"]
     assert {"name": "auth", "secret": {"secretName": "airia-test-pod-auth", "defaultMode": 0o440}} in spec["volumes"]
@@ -336,7 +347,7 @@ def test_existing_auth_secret_is_used_and_none_is_generated() -> None:
 
 
 def test_no_secret_value_is_written_into_the_config_map() -> None:
-    rendered = objects(template(VALUES["full-values"]))
+    rendered = objects(render(VALUES["full-values"]))
     config = one(rendered, "ConfigMap")["data"]["targets.yaml"]
     for value in values_of("full-values")["targetSecrets"].values():
         assert value not in config
@@ -360,7 +371,7 @@ def _file_fields(target: Target) -> list[str]:
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
 def test_the_rendered_config_loads_in_the_cli_with_the_env_the_chart_sets(values: Path, tmp_path: Path) -> None:
     """Chart and CLI agree: the ConfigMap parses with the variables the Deployment takes from its Secrets."""
-    rendered = objects(template(values))
+    rendered = objects(render(values))
     secrets = {
         (d["metadata"]["name"], key): base64.b64decode(value).decode()
         for d in rendered
@@ -404,7 +415,7 @@ def test_the_rendered_config_loads_in_the_cli_with_the_env_the_chart_sets(values
 
 
 def test_the_helm_test_hook_runs_the_check_command() -> None:
-    rendered = objects(template(VALUES["hardened-values"]))
+    rendered = objects(render(VALUES["hardened-values"]))
     pod = one(rendered, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["spec"]["restartPolicy"] == "Never"
@@ -412,7 +423,7 @@ def test_the_helm_test_hook_runs_the_check_command() -> None:
     assert main["args"] == ["check", "--config", CONFIG_PATH, "--strict"]  # strict: true in these values
     mount = next(m for m in main["volumeMounts"] if m["name"] == "targets")
     assert mount["mountPath"] == CONFIG_PATH
-    assert "--strict" not in container(one(template(VALUES["minimal-values"]), "Pod")["spec"])["args"]
+    assert "--strict" not in container(one(render(VALUES["minimal-values"]), "Pod")["spec"])["args"]
 
 
 def test_checksums_roll_the_pod_when_targets_or_their_secrets_change() -> None:
@@ -431,7 +442,7 @@ def test_checksums_roll_the_pod_when_targets_or_their_secrets_change() -> None:
 
 
 def test_network_policy_opens_the_port_and_the_egress_the_values_ask_for() -> None:
-    default = objects(template(VALUES["minimal-values"]))
+    default = objects(render(VALUES["minimal-values"]))
     policy = one(default, "NetworkPolicy")["spec"]
     assert policy["egress"] == [{}]
     assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
@@ -442,7 +453,7 @@ def test_network_policy_opens_the_port_and_the_egress_the_values_ask_for() -> No
     ):
         assert policy["podSelector"]["matchLabels"].items() <= labels.items()
 
-    hardened = one(template(VALUES["hardened-values"]), "NetworkPolicy")["spec"]
+    hardened = one(render(VALUES["hardened-values"]), "NetworkPolicy")["spec"]
     assert hardened["ingress"][0]["from"] == values_of("hardened-values")["networkPolicy"]["ingressFrom"]
     assert {"port": 53, "protocol": "UDP"} in hardened["egress"][0]["ports"]
     assert hardened["egress"][1:] == values_of("hardened-values")["networkPolicy"]["egress"]
@@ -450,14 +461,14 @@ def test_network_policy_opens_the_port_and_the_egress_the_values_ask_for() -> No
 
 
 def test_ingress_routes_to_the_service_port() -> None:
-    rendered = objects(template(VALUES["hardened-values"]))
+    rendered = objects(render(VALUES["hardened-values"]))
     ingress = one(rendered, "Ingress")["spec"]
     backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": FULLNAME, "port": {"name": "http"}}
     assert one(rendered, "Service")["spec"]["ports"][0]["name"] == "http"
     assert ingress["tls"] == [{"secretName": "readiness-tls", "hosts": ["readiness.platform.internal"]}]
     assert ingress["ingressClassName"] == "nginx"
-    assert not [d for d in objects(template(VALUES["minimal-values"])) if d["kind"] == "Ingress"]
+    assert not [d for d in objects(render(VALUES["minimal-values"])) if d["kind"] == "Ingress"]
 
 
 def render_notes(values: Path, tmp_path: Path) -> str:
@@ -495,7 +506,7 @@ def test_notes_tell_how_to_open_sign_in_and_test(tmp_path: Path) -> None:
     assert f"kubectl --namespace {NAMESPACE} port-forward service/{FULLNAME} 8080:8080" in notes
     assert f"kubectl --namespace {NAMESPACE} get secret {FULLNAME}-auth -o jsonpath='{{.data.auth_password}}'" in notes
     assert f"helm test {RELEASE} --namespace {NAMESPACE} --logs" in notes
-    secret = one(template(VALUES["minimal-values"]), "Secret", "-auth")
+    secret = one(render(VALUES["minimal-values"]), "Secret", "-auth")
     assert secret["data"]["auth_password"] not in notes
 
     hardened = render_notes(VALUES["hardened-values"], tmp_path / "hardened")

@@ -8,6 +8,7 @@ Labels hold target names and kinds only; results are redacted before they get he
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,11 +25,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app import __version__
-from app.checks.base import Status
+from app.checks.base import Scalar, Status
 from app.results import Result, Run, Verdict
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-EXPIRY_FACT = "days_to_expiry"  # the fact a check reports for a certificate; exported for any kind that has it
+# Certificate facts, exported for any kind that reports them: the expiry instant (ISO 8601, so the gauge stays
+# current between runs) or, from a kind that only knows a count, the days left.
+NOT_AFTER_FACT = "not_after"
+EXPIRY_FACT = "days_to_expiry"
 
 
 class Metrics:
@@ -89,6 +93,7 @@ class _TargetCollector(Collector):
         expiry = GaugeMetricFamily(
             "testpod_tls_days_to_expiry", "Days until the target's certificate expires.", labels=labels
         )
+        now = datetime.now(UTC)
         for result in list(self.latest.values()):
             names = [result.name, result.kind]
             for each in Status:
@@ -96,8 +101,23 @@ class _TargetCollector(Collector):
             duration.add_metric(names, result.duration_ms / 1000)
             required.add_metric(names, float(result.required))
             checked.add_metric(names, result.started_at.timestamp())
-            days = result.facts.get(EXPIRY_FACT)
-            if isinstance(days, int | float) and not isinstance(days, bool):
-                expiry.add_metric(names, float(days))
+            days = _days_to_expiry(result.facts, now)
+            if days is not None:
+                expiry.add_metric(names, days)
         yield from (status, duration, required, checked, expiry)
         yield GaugeMetricFamily("testpod_run_in_progress", "1 while a run is in flight.", value=float(self.running()))
+
+
+def _days_to_expiry(facts: dict[str, Scalar], now: datetime) -> float | None:
+    not_after = facts.get(NOT_AFTER_FACT)
+    if isinstance(not_after, str):
+        try:
+            moment = datetime.fromisoformat(not_after)
+        except ValueError:
+            return None
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return round((moment - now).total_seconds() / 86400, 3)
+    days = facts.get(EXPIRY_FACT)
+    if isinstance(days, int | float) and not isinstance(days, bool):
+        return float(days)
+    return None

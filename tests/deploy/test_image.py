@@ -26,7 +26,7 @@ import yaml
 from tests.deploy import image
 from tests.deploy.chart import container, objects, one, template
 from tests.deploy.dockerfile import healthcheck
-from tests.servers import free_port
+from tests.servers import StallServer, free_port
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT = 60.0
@@ -237,3 +237,47 @@ def test_runtime_venv_stays_small(venv: Path) -> None:
     largest = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in packages[:6])
     assert total / 1e6 <= VENV_LIMIT_MB, f"runtime venv is {total / 1e6:.1f} MB; largest: {largest}"
     assert not [name for name, _ in packages if name in {"pip", "setuptools"}], "installers stay in the builder"
+
+
+def _run_helm_test_pod(venv: Path, targets: list[dict[str, Any]], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The chart's `helm test` Pod, run the image way: its args, its env, its mounted targets file."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"targets": targets}))
+    rendered = objects(template(values))
+    pod = container(one(rendered, "Pod")["spec"])
+    files = image.assemble(venv)
+    try:
+        config = files.root / "etc" / "airia-test-pod" / "targets.yaml"
+        config.parent.mkdir(parents=True)
+        config.write_text(one(rendered, "ConfigMap")["data"]["targets.yaml"])
+        for directory in (config.parent.parent, config.parent):
+            directory.chmod(0o755)
+        args = [str(config) if arg == "/etc/airia-test-pod/targets.yaml" else arg for arg in pod["args"]]
+        command = image.runtime().exec_form("ENTRYPOINT") + args
+        return subprocess.run(
+            image.as_image_user(command),
+            env=files.environment,
+            cwd=files.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(files.root, ignore_errors=True)
+
+
+def test_helm_test_pod_fails_when_not_ready_and_says_what_to_fix(venv: Path, tmp_path: Path) -> None:
+    closed = free_port()
+    result = _run_helm_test_pod(venv, [{"name": "db", "kind": "tcp", "host": "127.0.0.1", "port": closed}], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NOT READY" in result.stdout
+    assert f"db: cannot connect to 127.0.0.1:{closed}" in result.stdout
+    assert "fix:" in result.stdout
+
+
+def test_helm_test_pod_passes_when_ready(venv: Path, tmp_path: Path, stall: StallServer) -> None:
+    target = {"name": "listener", "kind": "tcp", "host": "127.0.0.1", "port": stall.port}
+    result = _run_helm_test_pod(venv, [target], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "READY" in result.stdout

@@ -133,8 +133,9 @@ def serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # behind an ingress, its X-Forwarded-Proto decides whether cookies are Secure; nobody else is believed
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         access_log=False,  # probes and polling would drown the log; runs and logins are logged instead
         server_header=False,
         log_level="info",

@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     session_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 8 * 60
     dev_mode: bool = False
-    forwarded_allow_ips: str | None = None
+    forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-* headers are believed; empty: none
     run_on_start: bool = True
     strict: bool = False
 

@@ -194,8 +194,11 @@ class AzureBlobTarget(Target):
         """The service client (None for a container SAS) and the container client; no request is sent yet."""
         from azure.storage.blob import BlobServiceClient, ContainerClient
 
-        options: dict[str, Any] = {"retry_total": 0, "connection_timeout": probe.remaining()}
-        options["read_timeout"] = probe.remaining()
+        options: dict[str, Any] = {
+            "retry_total": 0,
+            "connection_timeout": probe.remaining(),
+            "read_timeout": probe.remaining(),
+        }
         if self.ca_file is not None:
             options["connection_verify"] = str(self.ca_file)
         if self.api_version is not None:
@@ -228,10 +231,9 @@ class AzureBlobTarget(Target):
         host, https = parts.hostname or "", parts.scheme == "https"
         port = parts.port or (443 if https else 80)
         probe.facts["endpoint"] = f"{parts.scheme}://{parts.netloc}"
-        proxy = urllib.request.getproxies().get(parts.scheme)  # the environment the SDK's transport reads too
-        if proxy and not urllib.request.proxy_bypass(
-            host
-        ):  # the SDK talks to the proxy, not to the endpoint: a direct connection would prove nothing
+        # the SDK's transport reads the same environment; through a proxy, a direct connection would prove nothing
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        if proxy and not urllib.request.proxy_bypass(host):
             probe.facts["proxy"] = proxy
             return
         sock = connect(probe, host, port, resolve(probe, host, port))
@@ -371,6 +373,14 @@ class AzureBlobTarget(Target):
             if ssl_error is not None:
                 return tls_failure(ssl_error, host)
             os_error = _os_error_in(error)
+            proxy = probe.facts.get("proxy")
+            if proxy:
+                reason = os_error.strerror if os_error is not None else type(error).__name__
+                return CheckFailed(
+                    Stage.CONNECT,
+                    f"{action}: cannot reach the proxy {proxy} ({reason})",
+                    "check HTTPS_PROXY / HTTP_PROXY, and NO_PROXY for endpoints reached directly",
+                )
             if os_error is not None:
                 port = urlsplit(endpoint).port or (443 if endpoint.startswith("https") else 80)
                 return connect_failure(host, port, os_error)

@@ -272,7 +272,8 @@ class CassandraTarget(Target):
             row = local.one()
             hosts = list(cluster.metadata.all_hosts())
             up = sorted(str(h.endpoint) for h in hosts if h.is_up)
-            down = sorted(str(h.endpoint) for h in hosts if not h.is_up)
+            # False once the driver saw it fail; None for nodes it never connects to (other data centres)
+            down = sorted(str(h.endpoint) for h in hosts if h.is_up is False)
             data_centres = Counter(str(h.datacenter) for h in hosts if h.datacenter)
             probe.note(f"{row.cluster_name}, {row.release_version}, {len(up)} up, {len(down)} down")
         probe.facts.update(
@@ -296,14 +297,6 @@ class CassandraTarget(Target):
         with probe.step("keyspace", Stage.OPERATION):
             replication = self._replication_map(session, probe)
             if replication is None:
-                if not self.create_keyspace:
-                    raise CheckFailed(
-                        Stage.OPERATION,
-                        f"keyspace {self.keyspace} does not exist",
-                        f"create it (CREATE KEYSPACE {self.keyspace} WITH replication = {{'class': "
-                        f"'NetworkTopologyStrategy', '<data centre>': 3}}), or set create_keyspace: true to let "
-                        "this check create it",
-                    )
                 # min_replication in every data centre, but never more replicas than it has nodes
                 factors = ", ".join(
                     f"{_cql_text(dc)}: {min(self.min_replication, nodes)}" for dc, nodes in sorted(data_centres.items())
@@ -312,6 +305,12 @@ class CassandraTarget(Target):
                     f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
                     f"{{'class': 'NetworkTopologyStrategy', {factors}}}"
                 )
+                if not self.create_keyspace:
+                    raise CheckFailed(
+                        Stage.OPERATION,
+                        f"keyspace {self.keyspace} does not exist",
+                        f"create it ({create}), or set create_keyspace: true to let this check create it",
+                    )
                 grant = f"CREATE ON ALL KEYSPACES TO {self._role}"
                 self._run(session, probe, create, action="create the keyspace", grant=grant)
                 replication = self._replication_map(session, probe)
@@ -526,11 +525,13 @@ class CassandraTarget(Target):
 
 def _connection_class() -> type:
     """libev when its extension is built (the driver's wheels bundle it), else asyncore (Python 3.11 still has it)."""
+    from cassandra import DependencyException
+
     try:
         from cassandra.io.libevreactor import LibevConnection
 
         return LibevConnection  # type: ignore[no-any-return]
-    except ImportError:
+    except (ImportError, DependencyException):  # the module raises DependencyException when libevwrapper is absent
         from cassandra.io.asyncorereactor import AsyncoreConnection
 
         return AsyncoreConnection  # type: ignore[no-any-return]

@@ -248,6 +248,21 @@ async def test_closed_port_fails_at_connect(closed_port: int) -> None:
     assert result.cause == f"cannot connect to 127.0.0.1:{closed_port}: Connection refused"
 
 
+async def test_unreachable_proxy_is_named(
+    azurite: Azurite, container: str, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = f"http://127.0.0.1:{closed_port}"
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    result = await check_target(target(azurite, container))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.CONNECT)
+    assert steps(result) == ["client", "account"]  # no direct resolve or connect: the SDK goes through the proxy
+    assert result.facts["proxy"] == proxy
+    assert result.cause == f"read the account information: cannot reach the proxy {proxy} (Connection refused)"
+
+
 @pytest.mark.parametrize(
     ("scheme", "stage", "step"), [("http", Stage.AUTH, "account"), ("https", Stage.TLS, "tls handshake")]
 )

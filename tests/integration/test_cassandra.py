@@ -183,7 +183,11 @@ async def test_missing_keyspace_fails_and_says_how_to_create_it(cassandra: Cassa
     result = await check_target(target(cassandra, keyspace="testpod_missing"))
     assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
     assert result.cause == "keyspace testpod_missing does not exist"
-    assert "CREATE KEYSPACE testpod_missing" in result.remediation and "create_keyspace: true" in result.remediation
+    assert result.remediation == (
+        "create it (CREATE KEYSPACE IF NOT EXISTS testpod_missing WITH replication = {'class': "
+        f"'NetworkTopologyStrategy', '{cassandra.data_centre}': 1}}), or set create_keyspace: true to let this check "
+        "create it"
+    )
 
 
 async def test_read_only_role_fails_the_write_at_permission(cassandra: CassandraServer) -> None:

@@ -155,11 +155,7 @@ class CassandraTarget(Target):
             )
 
     def _tls_context(self) -> ssl.SSLContext:
-        context = client_context(self.ca_file)
-        if not self.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return client_context(self.ca_file, verify=self.tls_verify)
 
     def _cluster(self, probe: Probe, host: str) -> Cluster:
         """A driver cluster that fails fast: timeouts from the time left, no retries, no reconnection."""

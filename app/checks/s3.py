@@ -12,7 +12,6 @@ import contextlib
 import functools
 import logging
 import secrets
-import ssl
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -169,12 +168,7 @@ class S3Target(Target):
 
     def _tls(self, probe: Probe, sock: Any, host: str) -> None:
         with probe.step("tls", Stage.TLS):
-            if self.verify:
-                context = client_context(self.ca_file)
-            else:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+            context = client_context(self.ca_file, verify=self.verify)
             sock.settimeout(probe.remaining())
             try:
                 with context.wrap_socket(sock, server_hostname=host) as tls:

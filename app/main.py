@@ -23,7 +23,7 @@ from app.health import PodHealth
 from app.metrics import Metrics
 from app.runner import Runner
 from app.web import api, errors, pages, status
-from app.web.middleware import BodyLimit, SecurityHeaders
+from app.web.middleware import BodyLimit, CatchAll, SecurityHeaders
 from app.web.pod import Pod
 
 MAX_BODY_BYTES = 64 * 1024  # logins and run requests are tiny; nothing here takes an upload
@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.pod = pod
     app.state.authenticator = authenticator
     errors.install(app)
+    app.add_middleware(CatchAll)  # the last added is the outermost: headers go on every answer, even a 500
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
     app.include_router(status.router)

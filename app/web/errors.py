@@ -1,8 +1,8 @@
-"""Every error is a small JSON document `{"detail": ...}` with a 4xx status; never a stack trace."""
+"""Every error is a small JSON document `{"detail": ...}` with a 4xx status (the last resort, a 500, is
+middleware.CatchAll); never a stack trace."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,8 +12,6 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from app.auth import LoginRequired
-
-log = logging.getLogger("app.web")
 
 
 class Problem(BaseModel):
@@ -49,13 +47,7 @@ async def _login_required(request: Request, error: Exception) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
-async def _unexpected(request: Request, error: Exception) -> Response:
-    log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal error; the pod's log has the details"}, status_code=500)
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(LoginRequired, _login_required)
-    app.add_exception_handler(Exception, _unexpected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,7 @@ _HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 ]
+log = logging.getLogger("app.web")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 _NO_STORE = (b"cache-control", b"no-store")
 
@@ -73,13 +75,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            detail = "Content-Length is not a number" if not declared.isdigit() else BodyTooLarge(self.limit).detail
-            await _send_json(send, 400 if not declared.isdigit() else 413, detail)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:  # a malformed length is the HTTP server's to reject
+            await _send_json(send, 413, BodyTooLarge(self.limit).detail)
             return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -87,8 +87,25 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise BodyTooLarge(self.limit)  # an HTTPException, so the app's handler answers 413
+                    raise BodyTooLarge(self.limit)  # an HTTPException: the app's handler answers 413
             return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class CatchAll:
+    """The last resort: an unexpected exception becomes a JSON 500 and a log line, never a stack trace.
+
+    Starlette's own handler for this sits outside every middleware, so its answer would lack the headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -96,10 +113,12 @@ class BodyLimit:
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as error:  # raised where no handler runs (outside a route)
-            if not started:
-                await _send_json(send, 413, error.detail)
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            log.error("unexpected %s on %s %s", type(error).__name__, scope["method"], scope["path"], exc_info=error)
+            if started:  # half an answer is out: only dropping the connection is left
+                raise
+            await _send_json(send, 500, "internal error; the pod's log has the details")
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:

@@ -289,3 +289,17 @@ def test_metrics_carry_per_target_status_duration_and_run_counts(
     assert 'testpod_target_duration_seconds{kind="tcp",target="open"}' in text
     assert "process_resident_memory_bytes" in text
     assert "python_gc_objects_collected_total" in text
+
+
+def test_an_unexpected_error_is_a_json_500_without_a_trace(make_client: MakeClient) -> None:
+    client = make_client(None)
+
+    @client.app.get("/explode")  # type: ignore[attr-defined, untyped-decorator]
+    async def explode() -> None:
+        raise RuntimeError("internal detail that stays in the log")
+
+    answer = client.get("/explode")
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "internal error; the pod's log has the details"}
+    assert "internal detail" not in answer.text
+    assert answer.headers["x-content-type-options"] == "nosniff"

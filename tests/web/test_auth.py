@@ -155,7 +155,7 @@ def test_an_unknown_user_costs_a_full_password_check() -> None:
     wrong_password = statistics.median(timed(USERNAME, "wrong-password-1") for _ in range(3))
     unknown_user = statistics.median(timed("nobody", PASSWORD) for _ in range(3))
     assert wrong_password > 0.02  # argon2 really ran
-    assert 0.5 < unknown_user / wrong_password < 2
+    assert 0.25 < unknown_user / wrong_password < 4  # no short cut: an early return would be ~1000x faster
 
 
 def test_five_failures_lock_the_username_and_the_address(make_client: MakeClient) -> None:

@@ -9,6 +9,7 @@ a passing target. Only loopback servers are used; every loop is bounded. Prints 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import time
@@ -16,12 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from app.checks.azure_blob import AzureBlobTarget
 from app.checks.base import Target
+from app.checks.cassandra import CassandraTarget
 from app.checks.postgres import PostgresTarget
 from app.checks.s3 import S3Target
 from app.runner import check_target, run_targets
 from tests.servers import stall_server
-from tests.services import postgres, s3
+from tests.services import azurite, cassandra, postgres, s3
 
 REPEATS = 5
 STALL_TIMEOUT = 2.0
@@ -69,7 +72,58 @@ def s3_section() -> Iterator[Callable[..., Target]]:
         yield make
 
 
-SECTIONS = {"postgres": postgres_section, "s3": s3_section}
+@contextmanager
+def cassandra_section() -> Iterator[Callable[..., Target]]:
+    with contextmanager(cassandra.local_server)() as server:
+        print(f"cassandra node started in {server.started_in:.1f} s")
+
+        def make(**fields: Any) -> Target:
+            values = {
+                "name": "cassandra",
+                "kind": "cassandra",
+                "contact_points": [server.host],
+                "port": server.port,
+                "username": cassandra.APP_USER,
+                "password": server.user_password,
+                "keyspace": cassandra.APP_KEYSPACE,
+                "min_replication": 1,
+            }
+            if "host" in fields:  # a stall server: one contact point
+                fields = {"contact_points": [fields.pop("host")], **fields}
+            return CassandraTarget.model_validate({**values, **fields})
+
+        yield make
+
+
+@contextmanager
+def azure_blob_section() -> Iterator[Callable[..., Target]]:
+    with contextmanager(azurite.local_server)(https=False) as server:
+        container = "bench"
+        with contextlib.suppress(Exception):
+            server.service().create_container(container)
+
+        def make(**fields: Any) -> Target:
+            values = {
+                "name": "azure-blob",
+                "kind": "azure_blob",
+                "connection_string": server.connection_string,
+                "container": container,
+            }
+            if "host" in fields:
+                port = fields.pop("port")
+                fields.pop("host")
+                values = {**values, "connection_string": server.connection_string.replace(str(server.port), str(port))}
+            return AzureBlobTarget.model_validate({**values, **fields})
+
+        yield make
+
+
+SECTIONS = {
+    "postgres": postgres_section,
+    "s3": s3_section,
+    "cassandra": cassandra_section,
+    "azure_blob": azure_blob_section,
+}
 
 
 def stalled_endpoint(kind: str, port: int) -> dict[str, Any]:

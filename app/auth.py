@@ -221,7 +221,7 @@ def _hash_in_background(password: str) -> Future[str]:
     return future
 
 
-def get_authenticator(request: Request) -> Authenticator:
+async def get_authenticator(request: Request) -> Authenticator:  # async: runs inline, no thread hop
     return cast(Authenticator, request.app.state.authenticator)
 
 

@@ -19,6 +19,20 @@ EXIT_READY, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
 DEMO_CONFIG = Path(__file__).parent / "demo-targets.yaml"
 
 
+SERVE_ENVIRONMENT = """environment (a file named like the setting in TESTPOD_SECRETS_DIR works too):
+  TESTPOD_CONFIG              targets file; without one the dashboard explains how to add targets
+  TESTPOD_AUTH_USERNAME       login name (default admin)
+  TESTPOD_AUTH_PASSWORD       login password, at least 12 characters; unset: one is generated and printed once
+  TESTPOD_AUTH_PASSWORD_HASH  or its argon2 hash, from `python -m app hash-password`
+  TESTPOD_SECRET_KEY          token signing key, at least 32 characters; unset: random, sessions end at restart
+  TESTPOD_SECRETS_DIR         default /etc/airia-test-pod/secrets (auth_password, secret_key, ...)
+  TESTPOD_SESSION_MINUTES     how long a login lasts (default 480)
+  TESTPOD_RUN_ON_START        check every target once at start-up (default true)
+  TESTPOD_STRICT              warnings count as failures (default false)
+  TESTPOD_DEV_MODE            accept weak secrets and serve /openapi.json (default false)
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2 too; this pins it
         self.print_usage(sys.stderr)
@@ -46,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the dashboard, the JSON API and the health probes",
-        description="Settings come from TESTPOD_* variables (see app/config.py Settings); PORT sets the port.",
+        description="Run the dashboard, the JSON API and the health probes until stopped.",
+        epilog=SERVE_ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--host", help="address to listen on (default: $TESTPOD_HOST, else 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 8080)")

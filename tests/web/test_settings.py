@@ -138,3 +138,11 @@ def test_hash_password_command_makes_a_usable_hash(
 
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     assert cli_main(["hash-password"]) == 2
+
+
+def test_serve_help_lists_every_setting() -> None:
+    from app.cli import SERVE_ENVIRONMENT
+
+    options = {"host", "port", "forwarded_allow_ips"}  # command-line options, listed by argparse itself
+    for field in set(Settings.model_fields) - options:
+        assert f"TESTPOD_{field.upper()} " in SERVE_ENVIRONMENT, field

@@ -63,7 +63,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.pod = pod
     app.state.authenticator = authenticator
     errors.install(app)
-    app.add_middleware(CatchAll)  # the last added is the outermost: headers go on every answer, even a 500
+    # added inside out (the last is the outermost), so even CatchAll's 500 carries the security headers
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
     app.include_router(status.router)

@@ -82,7 +82,8 @@ def test_results_show_landed_and_pending_targets_during_a_run(
     finished = wait_for_verdict(client, auth)
     hung = finished["results"][1]
     assert (hung["status"], hung["stage"]) == ("failed", "connect")
-    assert "did not finish within 3 s" in hung["cause"] or "no answer" in hung["cause"]
+    # the socket's own timeout and the runner's deadline race; either way the cause says nothing answered
+    assert "did not finish within 3 s" in hung["cause"] or "before the timeout" in hung["cause"]
 
 
 def test_a_second_request_joins_the_run_in_flight(make_client: MakeClient, blackhole: BlackholePort) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
 
+from app import __version__
 from tests.certs import Certificates
 from tests.checks.http_server import HttpServer, Reply, Request
 from tests.servers import free_port
@@ -183,7 +184,7 @@ def test_hostile_text_is_shown_as_text_and_never_runs(dashboard: Dashboard, page
 
     assert tab.evaluate("window.__xss") is None
     assert tab.locator("main img, main svg, main iframe").count() == 0
-    assert [s.get_attribute("src") for s in tab.locator("script").all()] == ["/static/app.js?v=0.1.0"]
+    assert [s.get_attribute("src") for s in tab.locator("script").all()] == [f"/static/app.js?v={__version__}"]
     assert watch.dialogs == []
     assert watch.errors == []
 

@@ -54,7 +54,8 @@ class Pod:
         )
         for result in run.results:
             if result.status != "passed":
-                log.info("  %s %s at %s: %s", result.status, result.name, result.stage, result.cause)
+                optional = "" if result.required else " (optional)"
+                log.info("  %s %s%s at %s: %s", result.status, result.name, optional, result.stage, result.cause)
 
 
 async def get_pod(request: Request) -> Pod:  # async: a plain def would cost a thread hop per request

@@ -249,7 +249,7 @@ def certificate_facts(der: bytes) -> dict[str, Scalar]:
         "names": clean_remote_text(", ".join(names)),
         "not_before": certificate.not_valid_before_utc.isoformat(),
         "not_after": certificate.not_valid_after_utc.isoformat(),
-        "days_left": (certificate.not_valid_after_utc - datetime.now(UTC)).days,
+        "days_to_expiry": (certificate.not_valid_after_utc - datetime.now(UTC)).days,
     }
 
 

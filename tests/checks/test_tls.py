@@ -44,7 +44,7 @@ def test_a_valid_chain_passes_and_reports_the_certificate(
     assert result.facts["subject"] == "CN=localhost"
     assert result.facts["issuer"] == "CN=Test Intermediate CA"
     assert result.facts["names"] == "localhost, 127.0.0.1, ::1"
-    assert result.facts["days_left"] in (363, 364)
+    assert result.facts["days_to_expiry"] in (363, 364)
     assert str(result.facts["not_after"]).startswith("20")
 
 
@@ -87,11 +87,11 @@ def test_a_missing_intermediate_says_how_to_fix_the_chain(
     assert result.remediation == FULL_CHAIN_REMEDIATION
 
 
-def test_an_expired_certificate_reports_negative_days_left(
+def test_an_expired_certificate_reports_negative_days_to_expiry(
     tls_servers: dict[str, HttpServer], certs: Certificates
 ) -> None:
     result = run_check(tls_target(tls_servers["expired"].port, certs.ca_file))
-    assert result.facts["days_left"] == -2
+    assert result.facts["days_to_expiry"] == -2
     assert "renew" in result.remediation
 
 

@@ -146,3 +146,20 @@ def test_help_and_version_as_a_real_process() -> None:
         [sys.executable, "-m", "app", "--version"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
     )
     assert version.stdout.strip() == f"airia-test-pod {__version__}"
+
+
+def test_strict_turns_a_warning_into_not_ready(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.certs import Certificates
+    from tests.checks.http_server import HttpServer, Reply
+
+    certs = Certificates(tmp_path / "certs")
+    with HttpServer(lambda _: Reply(200, b"ok"), certs.leaf("expiring", days=(-1, 5))) as server:
+        path = tmp_path / "targets.yaml"
+        path.write_text(
+            "targets:\n"
+            f"  - {{name: portal, kind: tls, host: localhost, port: {server.port}, ca_file: '{certs.ca_file}'}}\n"
+        )
+        assert main(["check", "--config", str(path)]) == 0
+        assert "WARN    portal" in capsys.readouterr().out
+        assert main(["check", "--config", str(path), "--strict"]) == 1
+        assert "NOT READY: 0 passed, 1 warning, 0 failed" in capsys.readouterr().out

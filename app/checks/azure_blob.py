@@ -37,7 +37,7 @@ from pydantic import Field, FilePath, SecretStr, StringConstraints, field_valida
 
 from app.checks.base import CheckFailed, Probe, Stage, Target
 from app.checks.net import connect, connect_failure, resolve
-from app.checks.tls import client_context, ssl_error_in, tls_failure
+from app.checks.tls import client_context, handshake, ssl_error_in, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -241,12 +241,7 @@ class AzureBlobTarget(Target):
             if not https:
                 return
             with probe.step("tls handshake", Stage.TLS):
-                sock.settimeout(probe.remaining())
-                try:
-                    with client_context(self.ca_file).wrap_socket(sock, server_hostname=host) as tls:
-                        version, cipher = tls.version() or "", (tls.cipher() or ("",))[0]
-                except OSError as error:
-                    raise tls_failure(error, host) from None
+                version, cipher = handshake(sock, host, client_context(self.ca_file), probe.remaining())
                 probe.note(f"{version}, {cipher}")
         probe.facts["tls_version"] = version
 

@@ -44,7 +44,7 @@ from pydantic import Field, FilePath, SecretStr, StringConstraints, model_valida
 
 from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target
 from app.checks.net import connect, connect_failure, resolve
-from app.checks.tls import client_context, tls_failure
+from app.checks.tls import client_context, handshake
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -137,12 +137,7 @@ class CassandraTarget(Target):
         """A TLS handshake of our own, so a certificate problem is named by its verify code (the driver loses it)."""
         name = self.server_name or host
         with probe.step("tls handshake", Stage.TLS):
-            sock.settimeout(probe.remaining())
-            try:
-                with self._tls_context().wrap_socket(sock, server_hostname=name) as tls:
-                    version, cipher = tls.version() or "", (tls.cipher() or ("",))[0]
-            except OSError as error:
-                raise tls_failure(error, name) from None
+            version, cipher = handshake(sock, name, self._tls_context(), probe.remaining())
             verified = f"verified as {name}" if self.tls_verify else "NOT verified (tls_verify: false)"
             probe.note(f"{version}, {cipher}, {verified}")
         probe.facts["tls_version"] = version

@@ -21,7 +21,7 @@ from pydantic import FilePath, SecretStr, StringConstraints, field_validator, mo
 
 from app.checks.base import CheckFailed, Probe, Stage, Target
 from app.checks.net import connect, resolve
-from app.checks.tls import client_context, ssl_error_in, tls_failure
+from app.checks.tls import client_context, handshake, ssl_error_in, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -169,12 +169,7 @@ class S3Target(Target):
     def _tls(self, probe: Probe, sock: Any, host: str) -> None:
         with probe.step("tls", Stage.TLS):
             context = client_context(self.ca_file, verify=self.verify)
-            sock.settimeout(probe.remaining())
-            try:
-                with context.wrap_socket(sock, server_hostname=host) as tls:
-                    version = tls.version() or "unknown"
-            except OSError as error:
-                raise tls_failure(error, host) from None
+            version, _ = handshake(sock, host, context, probe.remaining())
             probe.note(version if self.verify else f"{version}, certificate not verified")
             probe.facts["tls_version"] = version
         if not self.verify:

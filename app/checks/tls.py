@@ -188,6 +188,19 @@ def _verified_context(ca_file: str | None, _mtime: float | None, min_version: Tl
     return context
 
 
+def handshake(sock: socket.socket, name: str, context: ssl.SSLContext, timeout: float) -> tuple[str, str]:
+    """TLS on a connected socket, which is closed afterwards: (protocol, cipher), or a classified tls failure.
+
+    The data-store kinds do this before their SDK connects, because the SDKs lose the verify code.
+    """
+    sock.settimeout(timeout)
+    try:
+        with context.wrap_socket(sock, server_hostname=name) as tls:
+            return tls.version() or "", (tls.cipher() or ("",))[0]
+    except OSError as error:
+        raise tls_failure(error, name) from None
+
+
 def tls_failure(error: OSError, host: str, min_version: TlsVersion = "TLSv1.2") -> CheckFailed:
     """A failed handshake as a tls-stage failure: by verify code, OpenSSL reason, or socket error."""
     if isinstance(error, ssl.SSLCertVerificationError):

@@ -13,26 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, IPvAnyAddress
 
 from app.checks.base import CheckFailed, Host, Probe, Stage, Target
-
-_RESOLVER_ERRORS = {
-    socket.EAI_NONAME: (
-        "{host} does not exist (NXDOMAIN)",
-        "check the name for typos, and that the record exists in the zone the cluster DNS forwards to",
-    ),
-    socket.EAI_NODATA: (
-        "{host} exists but has no address records (no A or AAAA)",
-        "add an A or AAAA record for {host}, or use the name that carries them",
-    ),
-    socket.EAI_AGAIN: (
-        "the DNS server failed to answer for {host} (SERVFAIL or no answer)",
-        "check the pod's resolver (CoreDNS) and its upstream servers; "
-        "a conditional forwarder for this zone may be missing or unreachable",
-    ),
-    socket.EAI_FAIL: (
-        "the DNS server refused or failed the query for {host}",
-        "check the pod's resolver (CoreDNS) configuration and its upstream servers",
-    ),
-}
+from app.checks.net import resolver_failure
 
 
 class DnsTarget(Target):
@@ -47,15 +28,7 @@ class DnsTarget(Target):
             try:
                 infos = socket.getaddrinfo(self.host, None, type=socket.SOCK_STREAM)
             except socket.gaierror as error:
-                cause, remediation = _RESOLVER_ERRORS.get(
-                    error.errno or 0,
-                    ("{host} does not resolve ({reason})", "check the pod's resolver (/etc/resolv.conf, CoreDNS)"),
-                )
-                raise CheckFailed(
-                    Stage.RESOLVE,
-                    cause.format(host=self.host, reason=error.strerror),
-                    remediation.format(host=self.host),
-                ) from error
+                raise resolver_failure(self.host, error) from error
             ipv4 = list(dict.fromkeys(str(i[4][0]) for i in infos if i[0] == socket.AF_INET))
             ipv6 = list(dict.fromkeys(str(i[4][0]) for i in infos if i[0] == socket.AF_INET6))
             probe.note(", ".join(ipv4 + ipv6))

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr
 
 from app import __version__
 from app.checks.base import CheckFailed, Probe, Stage, Target
-from app.checks.net import connect_failure, resolve
+from app.checks.net import connect_failure, resolve, resolver_failure
 from app.checks.tls import client_context, ssl_error_in, tls_failure
 from app.sanitization import clean_remote_text
 
@@ -279,11 +279,7 @@ class _Phases(ExitStack):
         if stage == Stage.TLS and underlying is not None:
             return tls_failure(underlying, self.host)
         if isinstance(os_error, socket.gaierror):
-            return CheckFailed(
-                Stage.RESOLVE,
-                f"{self.host} does not resolve ({os_error.strerror})",
-                f"check the name (a redirect may lead to it) and that the cluster DNS knows {self.host}",
-            )
+            return resolver_failure(self.host, os_error)
         if isinstance(error, httpx.ConnectError):
             return connect_failure(self.host, int(self.port), os_error)
         if isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):

@@ -15,17 +15,43 @@ _CONNECT_REMEDIATION = {
 }
 
 
+_RESOLVER_ERRORS = {
+    socket.EAI_NONAME: (
+        "{host} does not resolve: no such name (NXDOMAIN)",
+        "check the name for typos, and that the record exists in the zone the cluster DNS forwards to",
+    ),
+    socket.EAI_NODATA: (
+        "{host} does not resolve: the name has no address records (no A or AAAA)",
+        "add an A or AAAA record for {host}, or use the name that carries them",
+    ),
+    socket.EAI_AGAIN: (
+        "{host} does not resolve: the DNS server failed to answer (SERVFAIL or no answer)",
+        "check the pod's resolver (CoreDNS) and its upstream servers; "
+        "a conditional forwarder for this zone may be missing or unreachable",
+    ),
+    socket.EAI_FAIL: (
+        "{host} does not resolve: the DNS server refused or failed the query",
+        "check the pod's resolver (CoreDNS) configuration and its upstream servers",
+    ),
+}
+
+
+def resolver_failure(host: str, error: socket.gaierror) -> CheckFailed:
+    """A resolver error by its EAI code: no such name, no address records, a DNS server that failed."""
+    cause, remediation = _RESOLVER_ERRORS.get(
+        error.errno or 0,
+        ("{host} does not resolve ({reason})", "check the pod's resolver (/etc/resolv.conf, CoreDNS)"),
+    )
+    return CheckFailed(Stage.RESOLVE, cause.format(host=host, reason=error.strerror), remediation.format(host=host))
+
+
 def resolve(probe: Probe, host: str, port: int) -> list[str]:
     """Every address `host` resolves to through the pod's own resolver, in the order it returned them."""
     with probe.step("resolve", Stage.RESOLVE):
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as error:
-            raise CheckFailed(
-                Stage.RESOLVE,
-                f"{host} does not resolve ({error.strerror})",
-                f"check the hostname for typos and that the cluster DNS (or /etc/hosts) knows {host}",
-            ) from error
+            raise resolver_failure(host, error) from error
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         probe.note(", ".join(addresses))
     probe.facts["addresses"] = ", ".join(addresses)

@@ -83,9 +83,9 @@ def test_names_from_the_hosts_file_resolve(sandbox: dict[str, Result]) -> None:
 @pytest.mark.parametrize(
     ("name", "cause", "remediation"),
     [
-        ("nxdomain", "missing.test does not exist (NXDOMAIN)", "check the name for typos"),
-        ("no-records", "empty.test exists but has no address records", "add an A or AAAA record"),
-        ("servfail", "the DNS server failed to answer for broken.test", "CoreDNS"),
+        ("nxdomain", "missing.test does not resolve: no such name (NXDOMAIN)", "check the name for typos"),
+        ("no-records", "empty.test does not resolve: the name has no address records", "add an A or AAAA record"),
+        ("servfail", "broken.test does not resolve: the DNS server failed to answer", "CoreDNS"),
     ],
 )
 def test_resolver_outcomes_are_told_apart(sandbox: dict[str, Result], name: str, cause: str, remediation: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import socket
 import ssl
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -162,7 +163,11 @@ def client_context(
     if not verify:
         return _unverified_context()
     mtime = ca_file.stat().st_mtime if ca_file is not None and ca_file.exists() else None
-    return _verified_context(str(ca_file) if ca_file else None, mtime, min_version)
+    with _CONTEXT_LOCK:  # fifty checks starting together would otherwise all load the same store at once
+        return _verified_context(str(ca_file) if ca_file else None, mtime, min_version)
+
+
+_CONTEXT_LOCK = threading.Lock()
 
 
 @functools.cache

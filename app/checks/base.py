@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ TargetName = Annotated[
 ]
 
 
-class Target(BaseModel):
+class Target(BaseModel, ABC):
     """One configured thing to check. Each kind subclasses it with its own fields and a `check` method."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,8 +77,9 @@ class Target(BaseModel):
             if isinstance(value, SecretStr) and value.get_secret_value()
         ]
 
-    def check(self, probe: Probe) -> None:  # pragma: no cover - every kind overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def check(self, probe: Probe) -> None:
+        """Take the steps, record facts on the probe, raise CheckFailed at the first thing that is wrong."""
 
 
 @dataclass

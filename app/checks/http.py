@@ -56,9 +56,12 @@ class HttpTarget(Target):
     kind: Literal["http"]
     url: HttpUrl
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
-    expect_status: Annotated[list[StatusCode], BeforeValidator(lambda v: [v] if isinstance(v, int) else v)] = Field(
-        default_factory=lambda: [200]
-    )
+    expect_status: Annotated[
+        list[StatusCode],
+        BeforeValidator(
+            lambda v: [v] if isinstance(v, int) else v, json_schema_input_type=StatusCode | list[StatusCode]
+        ),
+    ] = Field(default_factory=lambda: [200])  # one code or a list
     expect_body: str | None = None  # a regular expression searched for in the body (a plain word matches itself)
     headers: dict[str, SecretStr] = Field(
         default_factory=dict

@@ -35,21 +35,14 @@ async def check_target(target: Target) -> Result:
     """Check one target under its timeout. Never raises: every outcome is a Result."""
     timeout = target.effective_timeout
     probe = Probe(deadline=time.monotonic() + timeout)
-    failure: CheckFailed | None = None
-    try:
-        await asyncio.wait_for(_in_thread(target.name, target.check, probe), timeout)
-    except TimeoutError:
+    outcome = _in_thread(target.name, target.check, probe)
+    done, _ = await asyncio.wait({outcome}, timeout=timeout)
+    if done:
+        failure = _failure_of(outcome.exception(), probe)
+    else:  # only the runner's own deadline is a timeout; a TimeoutError the check raised is its own failure
         step = probe.step_name or probe.stage.value
         failure = CheckFailed(
             probe.stage, f"{step} did not finish within {timeout:g} s", TIMEOUT_REMEDIATION[probe.stage]
-        )
-    except CheckFailed as error:
-        failure = error
-    except Exception as error:  # an SDK error the check does not classify: report it, never crash the run
-        failure = CheckFailed(
-            probe.stage,
-            f"{type(error).__name__}: {clean_remote_text(str(error))}",
-            f"unexpected error during the {probe.stage.value} stage; the cause is the library's own message",
         )
     return _result(target, probe, failure)
 
@@ -100,9 +93,6 @@ class Runner:
         self._task = asyncio.create_task(self._run(selected))
         return self._task
 
-    async def run(self, names: Sequence[str] | None = None) -> Run:
-        return await self.start(names)
-
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -124,6 +114,17 @@ class Runner:
 
     def _land(self, result: Result) -> None:
         self._landed[result.name] = result
+
+
+def _failure_of(error: BaseException | None, probe: Probe) -> CheckFailed | None:
+    if error is None or isinstance(error, CheckFailed):
+        return error
+    # an SDK error the check does not classify: report it, never crash the run
+    return CheckFailed(
+        probe.stage,
+        f"{type(error).__name__}: {clean_remote_text(str(error))}",
+        f"unexpected error during the {probe.stage.value} stage; the cause is the library's own message",
+    )
 
 
 def _in_thread(name: str, function: Callable[[Probe], None], probe: Probe) -> asyncio.Future[None]:

@@ -34,6 +34,8 @@ class Scripted(Target):
                 threading.Event().wait(probe.remaining() + 1)  # overruns its deadline
             elif self.behaviour == "fail":
                 raise CheckFailed(Stage.AUTH, f"rejected {self.password.get_secret_value()}", "fix the password")
+            elif self.behaviour == "raise-timeout":
+                raise TimeoutError("the library gave up")
             elif self.behaviour == "crash":
                 raise ValueError(f"library blew up with {self.password.get_secret_value()}")
         if self.behaviour == "warn":
@@ -80,6 +82,13 @@ async def test_failure_keeps_the_checks_own_classification() -> None:
     assert (result.status, result.stage, result.remediation) == (Status.FAILED, Stage.AUTH, "fix the password")
 
 
+async def test_a_timeout_error_raised_by_the_check_is_not_the_runners_timeout() -> None:
+    result = await check_target(Scripted(name="own-timeout", behaviour="raise-timeout", timeout=5))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause.startswith("TimeoutError: the library gave up")
+    assert result.duration_ms < 1000
+
+
 async def test_unexpected_error_is_reported_not_raised() -> None:
     result = await check_target(Scripted(name="boom", behaviour="crash"))
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
@@ -124,8 +133,8 @@ async def test_concurrent_callers_share_one_run() -> None:
 
 async def test_a_new_run_starts_after_the_last_one_finished() -> None:
     runner = Runner([Scripted(name="a")])
-    first = await runner.run()
-    second = await runner.run(["a"])
+    first = await runner.start()
+    second = await runner.start(["a"])
     assert second is not first and runner.latest is second
 
 

@@ -26,6 +26,7 @@ DeploymentName = Annotated[str, StringConstraints(min_length=1, max_length=64, p
 ApiVersion = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")]
 CallKind = Literal["chat", "embedding"]
 PROMPT = "Reply with one word: ready"
+MODELS_RESERVE = 1.0  # seconds kept back from the /models lookup to report the failure it decorates
 
 
 class OpenaiTarget(Target):
@@ -104,7 +105,7 @@ class OpenaiTarget(Target):
                 probe.note("rate limited (HTTP 429)")
                 return None
             if answer.status != 200:
-                raise self._failure(kind, call, name, answer, client)
+                raise self._failure(kind, call, name, answer, probe=probe, client=client)
             document = _json(answer)
             if not (_has_choices(document) if kind == "chat" else _has_embedding(document)):
                 raise CheckFailed(
@@ -117,7 +118,9 @@ class OpenaiTarget(Target):
             probe.note(f"HTTP 200 in {answer.latency_ms:.0f} ms")
             return document
 
-    def _failure(self, kind: CallKind, call: str, name: str, answer: Answer, client: httpx.Client) -> CheckFailed:
+    def _failure(
+        self, kind: CallKind, call: str, name: str, answer: Answer, *, probe: Probe, client: httpx.Client
+    ) -> CheckFailed:
         status = answer.status
         cause = f"{call}: HTTP {status}: {_message(answer)}"
         where = "the Azure OpenAI resource" if self.provider == "azure" else "this base_url"
@@ -144,7 +147,7 @@ class OpenaiTarget(Target):
                     f"create a deployment named '{name}' in the Azure OpenAI resource (or name an existing one); "
                     f"also check that api_version {self.api_version} exists",
                 )
-            offered = _offered_models(client, self.base_url, self.api_key.get_secret_value())
+            offered = _offered_models(probe, client, self.base_url, self.api_key.get_secret_value())
             return CheckFailed(
                 Stage.OPERATION,
                 f"{call}: model '{name}' not found (HTTP 404): {_message(answer)}",
@@ -212,12 +215,21 @@ def _count(value: Any) -> Scalar:
     return value if isinstance(value, int) else None
 
 
-def _offered_models(client: httpx.Client, base_url: str, key: str) -> str:
-    """Up to ten model ids from GET /models, to name the right one in a remediation; '' when unavailable."""
+def _offered_models(probe: Probe, client: httpx.Client, base_url: str, key: str) -> str:
+    """Up to ten model ids from GET /models, to name the right one in a remediation; '' when unavailable.
+
+    Only a nicety: it gets the time left minus a reserve, so a slow /models never turns the "model not
+    found" already in hand into a timeout, and it is skipped when less than that reserve is left.
+    """
     import httpx
 
+    budget = probe.remaining(floor=0) - MODELS_RESERVE
+    if budget <= 0:
+        return ""
     try:
-        response = client.get(f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {key}"})
+        response = client.get(
+            f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {key}"}, timeout=budget
+        )
         ids = [str(m["id"]) for m in response.json()["data"] if isinstance(m, dict) and "id" in m]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return ""

@@ -4,12 +4,14 @@ OpenAI style: GET /v1/models, POST /v1/chat/completions and /v1/embeddings with 
 Azure style: POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=V with `api-key: KEY`.
 Errors have the bodies the real services send. `outage` switches every call to a failure:
 "rate_limit" (429 + Retry-After), "insufficient_quota" (429 with that code) or "server_error" (500).
+`hang_models` makes GET /v1/models accept the request and never answer (until the server closes).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,6 +32,12 @@ class OpenAiServer(HttpServer):
     def __init__(self, cert: ServerCert | None = None) -> None:
         super().__init__(self._answer, cert)
         self.outage: Outage = None
+        self.hang_models = False
+        self._closing = threading.Event()
+
+    def close(self) -> None:
+        self._closing.set()  # lets hung /models handlers end
+        super().close()
 
     def _answer(self, request: Request) -> Reply:
         url = urlsplit(request.path)
@@ -46,6 +54,8 @@ class OpenAiServer(HttpServer):
         if request.headers.get("authorization") != f"Bearer {KEY}":
             return _error(401, "invalid_api_key", "Incorrect API key provided: sk-wro***.")
         if (request.method, url.path) == ("GET", "/v1/models"):
+            if self.hang_models:
+                self._closing.wait()
             return _json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
         if request.method == "POST" and url.path in ("/v1/chat/completions", "/v1/embeddings"):
             model = json.loads(request.body).get("model", "")

@@ -33,6 +33,7 @@ def api() -> Iterator[OpenAiServer]:
 def server(api: OpenAiServer) -> OpenAiServer:
     """The shared server, back to normal and with an empty request log."""
     api.outage = None
+    api.hang_models = False
     api.requests.clear()
     return api
 
@@ -127,6 +128,23 @@ def test_an_unknown_model_is_named_with_the_models_on_offer(server: OpenAiServer
     assert result.stage == Stage.OPERATION
     assert result.cause.startswith("chat completion: model 'gpt-typo' not found (HTTP 404): The model `gpt-typo`")
     assert result.remediation == "use a model this server offers (gpt-test, reasoning-test, embed-test)"
+
+
+def test_a_hung_models_list_does_not_hide_the_unknown_model(server: OpenAiServer) -> None:
+    server.hang_models = True
+    result = run_check(openai_target(f"{server.url}/v1", model="gpt-typo", timeout=2))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause.startswith("chat completion: model 'gpt-typo' not found (HTTP 404)")
+    assert result.remediation == "check the model name and base_url"
+    assert [(r.method, r.path) for r in server.requests] == [("POST", "/v1/chat/completions"), ("GET", "/v1/models")]
+    assert 900 <= result.duration_ms < 1900  # the lookup had the time left minus the reserve, not all of it
+
+
+def test_the_models_lookup_is_skipped_when_too_little_time_is_left(server: OpenAiServer) -> None:
+    result = run_check(openai_target(f"{server.url}/v1", model="gpt-typo", timeout=0.9))
+    assert result.cause.startswith("chat completion: model 'gpt-typo' not found (HTTP 404)")
+    assert result.remediation == "check the model name and base_url"
+    assert [r.path for r in server.requests] == ["/v1/chat/completions"]
 
 
 def test_an_unknown_embedding_model_is_named_too(server: OpenAiServer) -> None:

@@ -58,7 +58,7 @@ class LoginRequired(Exception):
 
 
 class LoginThrottle:
-    """Failed logins per key (a username, a client address): after `limit` within `window` seconds, wait.
+    """Failed logins per key (a username at an address, an address): after `limit` within `window` seconds, wait.
 
     An attempt counts as a failure from the moment it starts and is forgiven only when it succeeds, so
     parallel guesses cannot slip past the limit while their password hashes are being checked.
@@ -119,8 +119,7 @@ class User:
 
 @dataclass(frozen=True)
 class Issued:
-    token: str
-    csrf: str
+    token: str  # the session's CSRF token travels inside it, as a signed claim
     max_age: int
 
 
@@ -153,7 +152,8 @@ class Authenticator:
 
     def authenticate(self, username: str, password: str, client: str) -> None:
         """Raise LoginThrottled or LoginRejected; return when the credentials are right. Blocks ~0.2 s (argon2)."""
-        keys = (f"user:{username.lower()[:64]}", f"client:{client}")
+        # per username *at* an address, and per address: a guesser elsewhere cannot lock the admin out
+        keys = (f"user:{username.lower()[:64]}@{client}", f"client:{client}")
         self.throttle.begin(keys)
         if not self.verify(username, password):
             raise LoginRejected(BAD_CREDENTIALS)
@@ -174,15 +174,14 @@ class Authenticator:
 
     def issue(self) -> Issued:
         now = int(time.time())
-        csrf = secrets.token_urlsafe(32)
         claims = {
             "sub": self.username,
             "iat": now,
             "exp": now + self.session_seconds,
             "jti": secrets.token_urlsafe(16),
-            "csrf": csrf,
+            "csrf": secrets.token_urlsafe(32),
         }
-        return Issued(jwt.encode(claims, self.secret_key, algorithm=ALGORITHM), csrf, self.session_seconds)
+        return Issued(jwt.encode(claims, self.secret_key, algorithm=ALGORITHM), self.session_seconds)
 
     def read(self, token: str) -> User | None:
         """The user a token names, or None if it is forged, tampered, expired, revoked or for someone else."""

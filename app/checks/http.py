@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -107,6 +108,8 @@ class HttpTarget(Target):
         resolve(probe, url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
         headers = {name: value.get_secret_value() for name, value in self.headers.items()}
         with open_client(probe, self.ca_file, follow_redirects=self.follow_redirects) as client:
+            if self.follow_redirects:
+                client.event_hooks["request"].append(_keep_headers_on_origin(self.url, list(headers)))
             answer = exchange(probe, client, self.method, self.url, headers=headers)
         probe.facts.update(
             status=answer.status,
@@ -133,6 +136,30 @@ class HttpTarget(Target):
                         "(not a default backend, a maintenance or a login page)?",
                     )
                 probe.note(f"matches {self.expect_body!r}")
+
+
+def _keep_headers_on_origin(url: str, names: list[str]) -> Callable[[httpx.Request], None]:
+    """A request hook that drops the configured headers from every redirect hop that leaves url's origin.
+
+    httpx strips only Authorization on such a hop; an api-key or X-Api-Key header would reach any host a
+    Location names. Like httpx, a move of the same host from http to https keeps them.
+    """
+    import httpx
+
+    home = _origin(httpx.URL(url))
+    upgrade = ("https", home[1], 443) if home[::2] == ("http", 80) else home
+
+    def hook(request: httpx.Request) -> None:
+        if _origin(request.url) not in (home, upgrade):
+            for name in names:
+                request.headers.pop(name, None)
+
+    return hook
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (httpx leaves a scheme's default port out)."""
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
 @dataclass(frozen=True)

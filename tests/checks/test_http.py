@@ -32,6 +32,8 @@ def routes(request: Request) -> Reply:
         return Reply(status, f"status {status}\x1b[31m\nsecond line".encode())
     if path == "/redirect":
         return Reply(302, b"", {"Location": "/"})
+    if path == "/to-echo":
+        return Reply(307, b"", {"Location": "/echo"})
     if path == "/loop":
         return Reply(302, b"", {"Location": "/loop"})
     if path == "/echo":
@@ -113,6 +115,31 @@ def test_a_redirect_is_reported_unless_followed(server: HttpServer) -> None:
     assert followed.status == Status.PASSED
     assert followed.facts["redirects"] == 1
     assert followed.facts["final_url"] == f"{server.url}/"
+
+
+SECRET_HEADERS = {"Authorization": f"Bearer {TOKEN}", "api-key": TOKEN, "X-Api-Key": TOKEN}
+
+
+def test_configured_headers_stay_behind_when_a_redirect_leaves_the_origin(server: HttpServer) -> None:
+    away = Reply(302, b"", {"Location": f"{server.url}/echo"})  # same host, another port: another origin
+    with HttpServer(lambda _: away) as origin:
+        server.requests.clear()
+        result = run_check(http_target(f"{origin.url}/", headers=SECRET_HEADERS, follow_redirects=True))
+        [first] = origin.requests
+    assert result.status == Status.PASSED, result.cause
+    assert (result.facts["redirects"], result.facts["final_url"]) == (1, f"{server.url}/echo")
+    assert {name: first.headers[name.lower()] for name in SECRET_HEADERS} == SECRET_HEADERS
+    [hop] = server.requests
+    assert not {name.lower() for name in SECRET_HEADERS} & set(hop.headers)
+    assert hop.headers["user-agent"].startswith("airia-test-pod/")  # the client's own headers still go
+
+
+def test_configured_headers_follow_a_redirect_within_the_origin(server: HttpServer) -> None:
+    server.requests.clear()
+    result = run_check(http_target(f"{server.url}/to-echo", headers=SECRET_HEADERS, follow_redirects=True))
+    assert result.status == Status.PASSED, result.cause
+    assert [r.path for r in server.requests] == ["/to-echo", "/echo"]
+    assert {name: server.requests[1].headers[name.lower()] for name in SECRET_HEADERS} == SECRET_HEADERS
 
 
 def test_a_redirect_loop_fails(server: HttpServer) -> None:

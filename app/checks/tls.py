@@ -152,19 +152,24 @@ class TlsTarget(Target):
 
 
 def client_context(
-    ca_file: Path | None = None, min_version: TlsVersion = "TLSv1.2", *, verify: bool = True
+    ca_file: Path | None = None,
+    min_version: TlsVersion = "TLSv1.2",
+    *,
+    verify: bool = True,
+    check_hostname: bool = True,
 ) -> ssl.SSLContext:
     """What a careful client uses: the system trust store (or ca_file), hostname checks, min_version or newer.
 
     `verify=False` gives a context that accepts any certificate, for explicit opt-outs and for fetching a bad
-    certificate to describe it. Contexts are shared between checks (loading a trust store costs ~25 ms of
-    CPU while holding the GIL): treat the result as read-only.
+    certificate to describe it; `check_hostname=False` verifies the chain but not the name (PostgreSQL's
+    verify-ca). Contexts are shared between checks (loading a trust store costs ~25 ms of CPU while holding
+    the GIL): treat the result as read-only.
     """
     if not verify:
         return _unverified_context()
     mtime = ca_file.stat().st_mtime if ca_file is not None and ca_file.exists() else None
     with _CONTEXT_LOCK:  # fifty checks starting together would otherwise all load the same store at once
-        return _verified_context(str(ca_file) if ca_file else None, mtime, min_version)
+        return _verified_context(str(ca_file) if ca_file else None, mtime, min_version, check_hostname)
 
 
 _CONTEXT_LOCK = threading.Lock()
@@ -179,7 +184,9 @@ def _unverified_context() -> ssl.SSLContext:
 
 
 @functools.lru_cache(maxsize=32)
-def _verified_context(ca_file: str | None, _mtime: float | None, min_version: TlsVersion) -> ssl.SSLContext:
+def _verified_context(
+    ca_file: str | None, _mtime: float | None, min_version: TlsVersion, check_hostname: bool
+) -> ssl.SSLContext:
     """Keyed by the CA file's modification time as well, so a rotated bundle is read again."""
     try:
         context = ssl.create_default_context(cafile=ca_file)
@@ -190,6 +197,7 @@ def _verified_context(ca_file: str | None, _mtime: float | None, min_version: Tl
             "mount the CA bundle in PEM format (-----BEGIN CERTIFICATE-----) at that path",
         ) from error
     context.minimum_version = ssl.TLSVersion[min_version.replace(".", "_")]
+    context.check_hostname = check_hostname  # the chain is still verified (verify_mode stays CERT_REQUIRED)
     return context
 
 

@@ -96,7 +96,10 @@ def check(args: argparse.Namespace) -> int:
     from app.results import Result
     from app.runner import Runner, run_targets
 
-    config = args.config or os.environ.get("TESTPOD_CONFIG") or str(DEMO_CONFIG)
+    config = args.config or os.environ.get("TESTPOD_CONFIG")
+    if not config:
+        config = str(DEMO_CONFIG)
+        print(f"no --config and no TESTPOD_CONFIG: checking the built-in demo targets ({config})", file=sys.stderr)
     try:
         targets = load_targets(config)
     except ConfigError as error:
@@ -121,7 +124,11 @@ def check(args: argparse.Namespace) -> int:
     run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress))
     rendered = {"text": report.to_text, "json": report.to_json, "junit": report.to_junit}[args.format](run)
     if args.output:
-        Path(args.output).write_text(rendered, encoding="utf-8")
+        try:
+            Path(args.output).write_text(rendered, encoding="utf-8")
+        except OSError as error:
+            print(f"error: cannot write {args.output}: {error.strerror or type(error).__name__}", file=sys.stderr)
+            return EXIT_USAGE
     else:
         sys.stdout.write(rendered)
     return EXIT_READY if run.verdict == "ready" else EXIT_NOT_READY
@@ -142,6 +149,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"refusing to start:\n{describe_settings_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # these log every request URL (whose query may carry a token) and header set at INFO: keep them quiet
+    for chatty in ("httpx", "azure.core.pipeline.policies.http_logging_policy"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     from app.main import create_app
 

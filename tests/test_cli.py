@@ -111,6 +111,11 @@ def test_empty_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "no targets configured" in capsys.readouterr().err
 
 
+def test_unwritable_output_exits_2(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(config), "--output", str(tmp_path / "missing-dir" / "r.xml")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
 def test_config_path_from_environment(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TESTPOD_CONFIG", str(config))
     assert main(["check", "--only", "api-gw"]) == 0
@@ -127,6 +132,7 @@ def test_demo_config_runs_anywhere() -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.returncode in (0, 1), done.stderr
+    assert "checking the built-in demo targets" in done.stderr
     assert json.loads(done.stdout)["results"]
 
 

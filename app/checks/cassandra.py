@@ -214,7 +214,8 @@ class CassandraTarget(Target):
                 f"local_dc {self.local_dc} is not a data centre of this cluster (it has {', '.join(data_centres)})",
                 "set local_dc to the data centre the platform's pods should use, spelled as nodetool status shows it",
             )
-        errors = error.errors.values() if isinstance(error.errors, Mapping) else []
+        per_host = dict(error.errors) if isinstance(error.errors, Mapping) else {}
+        errors = list(per_host.values())
         for cause in errors:
             if isinstance(cause, AuthenticationFailed):
                 if self.username is None:
@@ -229,7 +230,7 @@ class CassandraTarget(Target):
                     "check the username and password (Cosmos DB: the account name and its primary or secondary "
                     "key); the role needs LOGIN = true",
                 )
-        for cause in errors:
+        for endpoint, cause in per_host.items():
             if isinstance(cause, OperationTimedOut):
                 return CheckFailed(
                     Stage.AUTH,
@@ -243,8 +244,8 @@ class CassandraTarget(Target):
                     f"the node closed the connection during the CQL handshake: {clean_remote_text(str(cause))}",
                     "if the nodes require client TLS set tls: true; otherwise check the node's logs",
                 )
-            if isinstance(cause, OSError):
-                return connect_failure(self.contact_points[0], self.port, cause)
+            if isinstance(cause, OSError):  # name the node that failed, which may not be the first contact point
+                return connect_failure(str(getattr(endpoint, "address", endpoint)), self.port, cause)
         reasons = "; ".join(f"{type(c).__name__}: {clean_remote_text(str(c))}" for c in errors) or str(error)
         return CheckFailed(
             Stage.AUTH,

@@ -15,13 +15,14 @@ import socket
 import ssl
 import statistics
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
 from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target
 from app.checks.net import connect, resolve
-from app.checks.tls import tls_failure
+from app.checks.tls import client_context, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ ExtensionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,63}$
 
 _SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
 _UNTRUSTED = {18, 19, 20, 21, 27}  # X509_V_ERR_* codes meaning "no trusted CA signed this chain"
-_EXPIRED, _HOSTNAME_MISMATCH, _IP_MISMATCH = 10, 62, 64
+_HOSTNAME_MISMATCH, _IP_MISMATCH = 62, 64
 _SIMPLE_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 HBA_REMEDIATION = (
@@ -96,6 +97,7 @@ class PostgresTarget(Target):
 
     def _session(self, probe: Probe, addresses: list[str], attempts: list[bool]) -> tuple[Connection, socket.socket]:
         """Log in, trying TLS or plaintext in libpq's order: any failure but the last attempt's moves on."""
+        first: CheckFailed | None = None
         for number, use_tls in enumerate(attempts, start=1):
             sock = connect(probe, self.host, self.port, addresses)
             try:
@@ -104,17 +106,18 @@ class PostgresTarget(Target):
                 else:
                     probe.facts["tls_version"] = "none"
                 return self._startup(probe, sock), sock
-            except CheckFailed:
+            except CheckFailed as failure:
                 sock.close()
                 if number == len(attempts):
-                    raise
+                    raise _both_attempts(first, failure, use_tls) from None
+                first = failure
             except BaseException:
                 sock.close()
                 raise
         raise AssertionError("the last attempt either connects or raises")  # pragma: no cover
 
     def _tls(self, probe: Probe, sock: socket.socket) -> socket.socket:
-        """The socket after PostgreSQL's SSLRequest and a TLS handshake (unchanged when prefer meets no TLS)."""
+        """The socket after PostgreSQL's SSLRequest and a TLS handshake (unchanged when allow/prefer meet no TLS)."""
         with probe.step("tls", Stage.TLS):
             context = self._ssl_context()
             sock.settimeout(probe.remaining())
@@ -124,8 +127,8 @@ class PostgresTarget(Target):
             except OSError as error:
                 raise tls_failure(error, self.host) from None
             if answer == b"N":
-                if self.sslmode == "prefer":  # prefer: the server has no TLS, libpq carries on unencrypted
-                    probe.note("the server offers no TLS; continuing unencrypted as sslmode=prefer does")
+                if self.sslmode in ("allow", "prefer"):  # the server has no TLS: libpq carries on unencrypted
+                    probe.note(f"the server offers no TLS; continuing unencrypted as sslmode={self.sslmode} does")
                     probe.facts["tls_version"] = "none"
                     return sock
                 raise CheckFailed(
@@ -153,32 +156,24 @@ class PostgresTarget(Target):
             return tls_sock
 
     def _ssl_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        # libpq: require with a root certificate behaves like verify-ca
-        verify = self.sslmode in ("verify-ca", "verify-full") or (
-            self.sslmode == "require" and self.sslrootcert is not None
-        )
-        if not verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        context.check_hostname = self.sslmode == "verify-full"
+        """libpq's sslmode as a shared context: require with a root certificate behaves like verify-ca."""
+        if self.sslmode not in ("verify-ca", "verify-full") and self.sslrootcert is None:
+            return client_context(verify=False)
         try:
-            if self.sslrootcert:
-                context.load_verify_locations(cafile=self.sslrootcert)
-            else:
-                context.load_default_certs()
-        except (OSError, ssl.SSLError) as error:
+            return client_context(
+                Path(self.sslrootcert) if self.sslrootcert else None, check_hostname=self.sslmode == "verify-full"
+            )
+        except CheckFailed as failure:  # named by this kind's field, with the reason the file was refused
+            error = failure.__cause__
             reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or type(error).__name__
             raise CheckFailed(
                 Stage.TLS,
                 f"cannot read sslrootcert {self.sslrootcert}: {reason}",
                 "mount the CA bundle (PEM) into the pod at that path, e.g. from a ConfigMap or Secret volume",
             ) from None
-        return context
 
     def _verify_failure(self, error: ssl.SSLCertVerificationError) -> CheckFailed:
-        trust = f"sslrootcert {self.sslrootcert}" if self.sslrootcert else "the system trust store"
+        """tls_failure's diagnosis, except where this kind's own fields are the fix: host, sslmode, sslrootcert."""
         reason = clean_remote_text(error.verify_message or error.reason or "verification failed")
         if error.verify_code in (_HOSTNAME_MISMATCH, _IP_MISMATCH):
             return CheckFailed(
@@ -188,21 +183,14 @@ class PostgresTarget(Target):
                 "which checks the CA but not the name",
             )
         if error.verify_code in _UNTRUSTED:
+            trust = f"sslrootcert {self.sslrootcert}" if self.sslrootcert else "the system trust store"
             return CheckFailed(
                 Stage.TLS,
                 f"the server's certificate is not signed by a CA in {trust} ({reason})",
                 "set sslrootcert to your provider's CA bundle (e.g. the RDS global bundle, the Azure DigiCert "
                 "root) or to the CA that signed the server's certificate",
             )
-        if error.verify_code == _EXPIRED:
-            return CheckFailed(
-                Stage.TLS, "the server's certificate has expired", "renew the server's certificate and reload it"
-            )
-        return CheckFailed(
-            Stage.TLS,
-            f"the server's certificate was rejected: {reason}",
-            f"check the server's certificate chain against {trust}",
-        )
+        return tls_failure(error, self.host)
 
     def _startup(self, probe: Probe, sock: socket.socket) -> Connection:
         """Authenticate and open the session."""
@@ -479,6 +467,19 @@ class PostgresTarget(Target):
             median = round(statistics.median(timings), 2)
             probe.note(f"median of 5 × SELECT 1: {median} ms")
             probe.facts["latency_ms"] = median
+
+
+def _both_attempts(first: CheckFailed | None, retry: CheckFailed, retry_tls: bool) -> CheckFailed:
+    """The failure to report after a retry with or without TLS, joining both causes as libpq does.
+
+    A retry refused only for its transport (pg_hba has no rule for it: 28000) or at TLS says nothing about
+    why the first attempt failed, e.g. a wrong password on the TLS attempt of sslmode prefer: the first
+    failure is the one to fix.
+    """
+    if first is None or not (retry.stage == Stage.TLS or retry.remediation == HBA_REMEDIATION):
+        return retry
+    how = "over TLS" if retry_tls else "without TLS"
+    return CheckFailed(first.stage, f"{first.cause}; the retry {how}: {retry.cause}", first.remediation)
 
 
 def _run(connection: Connection, sock: socket.socket, probe: Probe, sql: str, **params: Any) -> Any:

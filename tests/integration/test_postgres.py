@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import ssl
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +19,7 @@ from app.checks.postgres import PostgresTarget
 from app.config import ConfigError, parse_targets
 from app.results import Result
 from app.runner import check_target, run_targets
+from tests.certs import Certificates, ServerCert
 from tests.servers import StallServer
 from tests.services import postgres as service
 from tests.services.postgres import PostgresServer
@@ -148,6 +154,15 @@ async def test_allow_retries_over_tls_when_plaintext_is_refused(postgres: Postgr
     assert result.facts["tls_version"] == "TLSv1.3"
 
 
+async def test_allow_continues_unencrypted_when_the_server_has_no_tls(postgres_without_tls: PostgresServer) -> None:
+    # a failed plaintext attempt (here: no password) makes allow retry with TLS; the server answers N
+    result = await check_target(target(postgres_without_tls, sslmode="allow", password=None))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert [name for name, _ in steps(result)] == ["resolve", "connect", "auth", "connect", "tls", "auth"]
+    assert steps(result)[4] == ("tls", Status.PASSED)
+    assert result.cause == f"the server requires a password for user {service.APP_USER} and this target has none"
+
+
 async def test_read_only_role_passes_without_the_write_test(postgres: PostgresServer) -> None:
     result = await check_target(target(postgres, user=service.READER_USER, write_test=False))
     assert result.status == Status.PASSED, result.cause
@@ -162,6 +177,30 @@ async def test_wrong_password_is_28p01_at_auth(postgres: PostgresServer) -> None
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
     assert result.cause == f"password authentication failed for user {service.APP_USER}"
     assert "password" in result.remediation
+
+
+async def test_prefer_reports_the_wrong_password_of_its_tls_attempt_not_the_plaintext_refusal(
+    postgres: PostgresServer,
+) -> None:
+    hostssl_only(postgres)
+    result = await check_target(target(postgres, sslmode="prefer", password="not-the-password"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert [(name, status) for name, status in steps(result) if name in ("tls", "auth")] == [
+        ("tls", Status.PASSED),
+        ("auth", Status.FAILED),  # 28P01 over TLS
+        ("auth", Status.FAILED),  # 28000: pg_hba has no rule for plaintext
+    ]
+    first, retry = result.cause.split("; the retry without TLS: ")
+    assert first == f"password authentication failed for user {service.APP_USER}"
+    assert retry.startswith("the server rejected the connection: no pg_hba.conf entry")
+    assert "password" in result.remediation and "pg_hba" not in result.remediation
+
+
+async def test_allow_reports_the_wrong_password_of_its_tls_retry(postgres: PostgresServer) -> None:
+    hostssl_only(postgres)
+    result = await check_target(target(postgres, sslmode="allow", password="not-the-password"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause == f"password authentication failed for user {service.APP_USER}"
 
 
 async def test_plaintext_client_rejected_by_pg_hba_is_28000_with_allow_list_advice(postgres: PostgresServer) -> None:
@@ -285,6 +324,57 @@ async def test_verify_full_with_a_name_the_certificate_lacks(postgres: PostgresS
     assert "verify-ca" in result.remediation
 
 
+async def test_require_with_a_root_certificate_verifies_the_ca_but_not_the_name(postgres: PostgresServer) -> None:
+    ca_file = own_tls(postgres)
+    # libpq: require with sslrootcert behaves like verify-ca (the certificate names localhost, not 127.0.0.1)
+    verified = await check_target(target(postgres, host="127.0.0.1", sslmode="require", sslrootcert=ca_file))
+    assert verified.status == Status.PASSED, verified.cause
+    refused = await check_target(
+        target(postgres, host="127.0.0.1", sslmode="require", sslrootcert=postgres.wrong_ca_file)
+    )
+    assert (refused.status, refused.stage) == (Status.FAILED, Stage.TLS)
+    assert refused.cause.startswith(
+        f"the server's certificate is not signed by a CA in sslrootcert {postgres.wrong_ca_file}"
+    )
+
+
+def test_tls_contexts_are_shared_and_read_the_trust_store_once(postgres: PostgresServer) -> None:
+    ca_file = own_tls(postgres)
+    contexts = {
+        mode: target(postgres, sslmode=mode, sslrootcert=ca_file)._ssl_context()
+        for mode in ("require", "verify-ca", "verify-full")
+    }
+    again = target(postgres, name="other", sslmode="verify-full", sslrootcert=ca_file)._ssl_context()
+    assert again is contexts["verify-full"]
+    assert contexts["require"] is contexts["verify-ca"]  # libpq: require with a root certificate is verify-ca
+    assert [(c.verify_mode, c.check_hostname) for c in (contexts["verify-ca"], contexts["verify-full"])] == [
+        (ssl.CERT_REQUIRED, False),
+        (ssl.CERT_REQUIRED, True),
+    ]
+    unverified = target(postgres, sslmode="require")._ssl_context()
+    assert (unverified.verify_mode, unverified.check_hostname) == (ssl.CERT_NONE, False)
+
+
+async def test_an_expired_certificate_reads_as_the_tls_kind_says_it(tmp_path: Path) -> None:
+    certs = Certificates(tmp_path)
+    with TlsFront(certs.leaf("expired", hosts=["localhost"], days=(-30, -1))) as front:
+        result = await check_target(
+            PostgresTarget(
+                name="db",
+                kind="postgres",
+                host="localhost",
+                port=front.port,
+                database="d",
+                user="u",
+                sslmode="verify-full",
+                sslrootcert=str(certs.ca_file),
+            )
+        )
+    assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
+    assert result.cause == "the certificate (or one in its chain) has expired"
+    assert result.remediation.startswith("renew it and reload the server")
+
+
 async def test_unreadable_root_certificate(postgres: PostgresServer) -> None:
     result = await check_target(target(postgres, sslmode="verify-ca", sslrootcert="/nonexistent/ca.pem"))
     assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
@@ -333,6 +423,38 @@ async def test_password_never_appears_in_any_output(
     outputs += [captured.out, captured.err]
     for output in outputs:
         assert planted not in output
+
+
+class TlsFront:
+    """Answers PostgreSQL's SSLRequest with S and offers `cert` in the handshake that follows: a server
+    certificate case for the postgres check without a PostgreSQL server of its own."""
+
+    def __init__(self, cert: ServerCert) -> None:
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert.cert_file, cert.key_file)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(5)
+                conn.recv(8)
+                conn.sendall(b"S")
+                self._context.wrap_socket(conn, server_side=True).close()
+
+    def __enter__(self) -> TlsFront:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone may not
+        self._listener.close()
 
 
 def parse(text: str) -> list[Any]:

@@ -29,6 +29,7 @@ SERVE_ENVIRONMENT = """environment (a file named like the setting in TESTPOD_SEC
   TESTPOD_SESSION_MINUTES     how long a login lasts (default 480)
   TESTPOD_RUN_ON_START        check every target once at start-up (default true)
   TESTPOD_STRICT              warnings count as failures (default false)
+  TESTPOD_COOKIE_SECURE       Secure cookies even over http, behind a TLS-terminating ingress (default false)
   TESTPOD_DEV_MODE            accept weak secrets and serve /openapi.json (default false)
 """
 

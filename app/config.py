@@ -189,6 +189,7 @@ class Settings(BaseSettings):
     session_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 8 * 60
     dev_mode: bool = False
     forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-* headers are believed; empty: none
+    cookie_secure: bool = False  # Secure cookies even over http: the pod sits behind a TLS-terminating ingress
     run_on_start: bool = True
     strict: bool = False
 

@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.pod = pod
     app.state.authenticator = authenticator
+    app.state.cookie_secure = settings.cookie_secure
     errors.install(app)
     # added inside out (the last is the outermost), so even CatchAll's 500 carries the security headers
     app.add_middleware(CatchAll)

@@ -105,4 +105,5 @@ def _login_form(
 
 
 def _cookie_flags(request: Request, path: str) -> dict[str, Any]:
-    return {"path": path, "httponly": True, "samesite": "strict", "secure": request.url.scheme == "https"}
+    secure = request.url.scheme == "https" or request.app.state.cookie_secure
+    return {"path": path, "httponly": True, "samesite": "strict", "secure": secure}

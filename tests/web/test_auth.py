@@ -88,6 +88,14 @@ def test_session_cookie_flags_over_http_and_https(make_client: MakeClient) -> No
         assert ("strict-transport-security" in headers) is secure
 
 
+def test_cookie_secure_setting_marks_cookies_secure_behind_a_tls_ingress(make_client: MakeClient) -> None:
+    for setting in (False, True):  # the ingress ends TLS; the pod itself sees http either way
+        form = make_client(None, cookie_secure=setting).get("/login")
+        cookies = form.headers.get_list("set-cookie")
+        assert cookies
+        assert all(("secure" in c.lower().split("; ")) is setting for c in cookies)
+
+
 def test_cookie_state_changes_need_the_csrf_token(make_client: MakeClient, stall: StallServer) -> None:
     client = make_client([tcp_target("db", stall.port)])
     csrf = login(client)

@@ -1,12 +1,24 @@
-"""The two files a GitHub Actions step hands results through: step outputs and the job summary.
+"""What a GitHub Actions step reads and writes: `gh api` answers in, step outputs and the job summary out.
 
-Outside Actions (a developer's shell, the tests without the variables) both are silently not written.
+Outside Actions (a developer's shell, the tests without the variables) outputs and summary are silently not written.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from typing import Any
+
+
+def api_items(data: Any, what: str) -> list[Any]:
+    """The items of a list endpoint's answer: one JSON array, or `gh api --paginate --slurp`'s array of pages.
+
+    Raises ValueError naming `what` when the answer is no array (e.g. an error object such as `{"message": ...}`).
+    """
+    if not isinstance(data, list):
+        raise ValueError(f"the {what} file must hold a JSON array of {what}")
+    pages = data if data and all(isinstance(item, list) for item in data) else [data]
+    return [item for page in pages for item in page]
 
 
 def write_outputs(**values: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from actions_io import write_outputs
+from actions_io import api_items, write_outputs
 from consistency import ConsistencyError, app_version
 from versions import Bump, Version
 
@@ -35,10 +35,10 @@ class VersionError(Exception):
 def load_releases(text: str) -> list[dict[str, Any]]:
     """The releases API answer: one array, or `gh api --paginate --slurp`'s array of pages."""
     data = json.loads(text)
-    if not isinstance(data, list):
-        raise VersionError("the releases file must hold a JSON array of releases")
-    pages = data if data and all(isinstance(item, list) for item in data) else [data]
-    releases = [release for page in pages for release in page]
+    try:
+        releases = api_items(data, "releases")
+    except ValueError as error:
+        raise VersionError(str(error)) from None
     if not all(isinstance(release, dict) for release in releases):
         raise VersionError("every release must be a JSON object")
     return releases

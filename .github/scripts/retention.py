@@ -25,16 +25,17 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from actions_io import write_outputs, write_summary
+from actions_io import api_items, write_outputs, write_summary
 from versions import is_moving_tag, is_semver_tag
 
+_T = TypeVar("_T")
 _ATTACHED = re.compile(r"^sha256-(?P<hex>[0-9a-f]{64})(?:\.\w+)?$")
 
 
@@ -56,6 +57,12 @@ class Policy:
     min_age_days: float = 14.0
     max_delete_share: float = 0.5
     max_delete_count: int = 200
+
+    def __post_init__(self) -> None:
+        if self.keep_dev < 0 or self.min_age_days < 0 or self.max_delete_count < 0:
+            raise ValueError("keep-dev, min-age-days and max-delete-count must not be negative")
+        if not 0 <= self.max_delete_share <= 1:
+            raise ValueError("max-delete-share must be between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -80,11 +87,12 @@ def is_release_tag(tag: str) -> bool:
 
 def parse_versions(data: Any) -> list[PackageVersion]:
     """The package versions API answer: one array, or `gh api --paginate --slurp`'s array of pages."""
-    if not isinstance(data, list):
-        raise PlanError("the versions file must hold a JSON array")
-    pages = data if data and all(isinstance(item, list) for item in data) else [data]
+    try:
+        items = api_items(data, "package versions")
+    except ValueError as error:
+        raise PlanError(str(error)) from None
     versions = []
-    for item in (item for page in pages for item in page):
+    for item in items:
         try:
             tags = item.get("metadata", {}).get("container", {}).get("tags", [])
             versions.append(
@@ -219,10 +227,30 @@ def markdown(result: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _or_default(convert: Callable[[str], _T], default: _T) -> Callable[[str], _T]:
+    """An argument type where an empty value (a workflow input a scheduled run has not got) means the default.
+
+    Only empty means the default: an explicit 0 stays 0.
+    """
+
+    def parse(text: str) -> _T:
+        return convert(text) if text.strip() else default
+
+    parse.__name__ = convert.__name__  # argparse names it in "invalid int value"
+    return parse
+
+
 def _add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--versions", type=Path, required=True, help="JSON from the package versions API")
-    parser.add_argument("--keep-dev", type=int, default=Policy.keep_dev)
-    parser.add_argument("--min-age-days", type=float, default=Policy.min_age_days)
+    parser.add_argument(
+        "--keep-dev", type=_or_default(int, Policy.keep_dev), default=Policy.keep_dev, help="empty: the default"
+    )
+    parser.add_argument(
+        "--min-age-days",
+        type=_or_default(float, Policy.min_age_days),
+        default=Policy.min_age_days,
+        help="empty: the default",
+    )
     parser.add_argument("--max-delete-share", type=float, default=Policy.max_delete_share)
     parser.add_argument("--max-delete-count", type=int, default=Policy.max_delete_count)
     parser.add_argument("--now", type=datetime.fromisoformat, help="ISO time to plan at (default: now)")

@@ -237,6 +237,35 @@ def test_cli_dry_run_plan_is_exactly_what_execute_deletes(
     assert "deleted 5, already gone 0, failed 0, kept 8" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("keep_dev", "min_age_days", "kept"),
+    [
+        ("", "", [1, 5, 8, 9, 10, 12, 13]),  # a scheduled run has no inputs: the defaults (10 dev images, 14 days)
+        ("0", "0", [1]),  # an explicit 0 is 0: only the release is kept
+        ("1", "", [1, 10, 12]),
+    ],
+)
+def test_cli_empty_policy_values_mean_the_defaults_and_zero_means_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_dev: str, min_age_days: str, kept: list[int]
+) -> None:
+    versions, _ = write_inputs(tmp_path)
+    args = ["kept", "--versions", str(versions), "--now", NOW.isoformat()]
+    assert retention.main([*args, "--keep-dev", keep_dev, "--min-age-days", min_age_days]) == 0
+    assert sorted(capsys.readouterr().out.split()) == [digest(n) for n in kept]
+
+
+def test_cli_rejects_impossible_policy_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    versions, _ = write_inputs(tmp_path)
+    args = ["kept", "--versions", str(versions)]
+    assert retention.main([*args, "--keep-dev", "-1"]) == 2
+    assert "must not be negative" in capsys.readouterr().err
+    assert retention.main([*args, "--max-delete-share", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        retention.main([*args, "--keep-dev", "ten"])
+    assert exited.value.code == 2 and "invalid int value: 'ten'" in capsys.readouterr().err
+
+
 def test_cli_aborted_plan_exits_1_and_cannot_be_executed(
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

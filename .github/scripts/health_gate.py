@@ -8,9 +8,18 @@ token) every few seconds and feeds the timeline of observations to a pure decisi
 - promote after `successes` healthy observations in a row (no observation at all is never a success);
 - wait otherwise.
 
+Restarts count from the gate's start: the first count read is the baseline of each container, and pods
+being deleted (the replaced revision's) are left out, so neither old restarts nor old pods decide.
+
 The rollback target is the newest earlier revision in `helm history -o json` that was deployed successfully
 with a different app version. A release that is itself a rollback is never rolled back automatically.
 
+`locate` finds what the gate talks to from the release's labelled objects, never from a guessed name: the chart
+names them after its fullname (`<release>-airia-test-pod` unless overridden), and the auth Secret may be the
+operator's own (`auth.existingSecret`).
+
+    kubectl get service,deployment -n NS -l app.kubernetes.io/instance=RELEASE -o json > objects.json
+    python .github/scripts/health_gate.py locate --objects objects.json
     python .github/scripts/health_gate.py poll --url http://127.0.0.1:8080 --deadline 300 --report gate.json
     python .github/scripts/health_gate.py rollback-target --history history.json [--revision N]
 """
@@ -42,7 +51,7 @@ class Observation:
     ready: bool  # /health/ready answered 200
     detail: str  # what was seen, e.g. "ready 200", "ready 503", "ready: ConnectError"
     verdict: str | None = None  # the run's verdict when asked: "ready", "not_ready", an error, or None (pending)
-    restarts: int | None = None  # container restarts of the release's pods, when measured
+    restarts: int | None = None  # container restarts of the release's pods since the gate started, when measured
 
 
 @dataclass(frozen=True)
@@ -101,13 +110,25 @@ def decide(observations: Sequence[Observation], policy: Policy, now: float) -> D
     return Decision("wait", f"{streak} of {policy.successes} healthy observations so far")
 
 
-def restart_count(pods: dict[str, Any]) -> int:
-    """Sum of container restarts in `kubectl get pods -o json` output."""
-    return sum(
-        int(status.get("restartCount", 0))
-        for pod in pods.get("items", [])
-        for status in pod.get("status", {}).get("containerStatuses", []) or []
-    )
+def restart_counts(pods: dict[str, Any]) -> dict[str, int]:
+    """Restarts per container (`<pod uid>/<container>`) in `kubectl get pods -o json` output.
+
+    Pods with a deletionTimestamp are terminating (a replaced revision's): they no longer serve, so they are left out.
+    """
+    counts = {}
+    for pod in pods.get("items", []):
+        metadata = pod.get("metadata", {})
+        if metadata.get("deletionTimestamp"):
+            continue
+        pod_id = metadata.get("uid") or metadata.get("name", "")
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            counts[f"{pod_id}/{status.get('name', '')}"] = int(status.get("restartCount", 0))
+    return counts
+
+
+def restarts_since(baseline: dict[str, int], counts: dict[str, int]) -> int:
+    """Restarts after the baseline was taken; a container that appeared since counts all of its restarts."""
+    return sum(max(0, count - baseline.get(container, 0)) for container, count in counts.items())
 
 
 class Prober:
@@ -128,6 +149,7 @@ class Prober:
         self._token = token
         self._credentials = (username, password) if username and password else None
         self._restarts_command = restarts_command
+        self._restart_baseline: dict[str, int] | None = None  # the first counts read
 
     def observe(self, at: float) -> Observation:
         try:
@@ -165,9 +187,12 @@ class Prober:
             output = subprocess.run(
                 shlex.split(self._restarts_command), check=True, capture_output=True, text=True, timeout=30
             ).stdout
-            return restart_count(json.loads(output))
-        except (OSError, subprocess.SubprocessError, ValueError):
+            counts = restart_counts(json.loads(output))
+        except (OSError, subprocess.SubprocessError, ValueError, TypeError, AttributeError):
             return None  # unknown is not zero: the readiness rules still apply
+        if self._restart_baseline is None:
+            self._restart_baseline = counts
+        return restarts_since(self._restart_baseline, counts)
 
 
 def poll(
@@ -186,6 +211,53 @@ def poll(
         if decision.action != "wait":
             return decision, observations
         sleep(max(0.0, min(interval, policy.deadline - (clock() - start))))
+
+
+class LocateError(Exception):
+    """The release's objects do not show where the gate should look; the message says why."""
+
+
+@dataclass(frozen=True)
+class Located:
+    service: str  # what the gate port-forwards to
+    port: int  # the Service's `http` port
+    deployment: str
+    selector: str  # label selector of the Deployment's pods: what the restarts are counted over
+    auth_secret: str  # the Secret mounted as `auth` (the chart's own or auth.existingSecret); "" when none
+
+
+def _only(items: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [item for item in items if item.get("kind") == kind]
+    if len(found) != 1:
+        names = ", ".join(str(item.get("metadata", {}).get("name")) for item in found) or "none"
+        raise LocateError(f"expected one {kind} with the release's label, found {len(found)} ({names})")
+    return found[0]
+
+
+def locate(objects: dict[str, Any]) -> Located:
+    """Where the gate reaches a release, from `kubectl get service,deployment -l app.kubernetes.io/instance=R -o json`.
+
+    Objects being deleted (left over from a revision that named them differently) are ignored.
+    """
+    items = [item for item in objects.get("items", []) if not item.get("metadata", {}).get("deletionTimestamp")]
+    service, deployment = _only(items, "Service"), _only(items, "Deployment")
+    service_name, deployment_name = str(service["metadata"]["name"]), str(deployment["metadata"]["name"])
+    ports = service.get("spec", {}).get("ports", [])
+    port = next((entry.get("port") for entry in ports if entry.get("name") == "http"), None)
+    if not isinstance(port, int):
+        raise LocateError(f"Service {service_name} has no port named http")
+    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    if not labels:
+        raise LocateError(f"Deployment {deployment_name} has no matchLabels selector")
+    volumes = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+    secret = next((v.get("secret", {}).get("secretName") for v in volumes if v.get("name") == "auth"), None)
+    return Located(
+        service=service_name,
+        port=port,
+        deployment=deployment_name,
+        selector=",".join(f"{key}={value}" for key, value in sorted(labels.items())),
+        auth_secret=str(secret or ""),
+    )
 
 
 class RollbackRefused(Exception):
@@ -279,6 +351,22 @@ def _rollback_target_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _locate_command(args: argparse.Namespace) -> int:
+    try:
+        objects = json.loads(args.objects.read_text(encoding="utf-8"))
+        if not isinstance(objects, dict):
+            raise LocateError("the objects file must hold `kubectl get -o json` output (a JSON object)")
+        located = locate(objects)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, LocateError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    values = {name: str(value) for name, value in asdict(located).items()}
+    for name, value in values.items():
+        print(f"{name}={shlex.quote(value)}")  # `eval "$(... locate ...)"` sets them in a shell
+    write_outputs(**values)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="health_gate.py", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -303,7 +391,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.add_argument("--history", type=Path, required=True, help="`helm history RELEASE -o json` output")
     target.add_argument("--revision", type=int, help="an explicit earlier revision")
     target.add_argument("--from-version", help="the app version whose deploy failed")
+    where = commands.add_parser("locate", help="print the Service, port, pods and auth Secret of a release")
+    where.add_argument(
+        "--objects", type=Path, required=True, help="`kubectl get service,deployment -l <instance label> -o json`"
+    )
     args = parser.parse_args(argv)
+    if args.command == "locate":
+        return _locate_command(args)
     try:
         return _poll_command(args) if args.command == "poll" else _rollback_target_command(args)
     except ValueError as error:  # a policy that cannot work (e.g. --successes 0)

@@ -15,10 +15,13 @@ from typing import Any
 import health_gate
 import httpx
 import pytest
+import yaml
 from health_gate import Decision, Observation, Policy, Prober, RollbackRefused, decide, poll, rollback_target
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.deploy.tools import require
+from tests.deploy.tools import run as run_tool
 from tests.pipeline.conftest import ROOT, Receiver, json_response
 from tests.servers import StallServer, free_port
 
@@ -189,16 +192,189 @@ def test_poller_reports_a_refused_login(receiver: Receiver) -> None:
         assert prober.observe(0).verdict == "login refused (401)"
 
 
-def test_poller_counts_restarts_with_a_real_command(receiver: Receiver, tmp_path: Path) -> None:
-    pods = {"items": [{"status": {"containerStatuses": [{"restartCount": 2}, {"restartCount": 1}]}}, {"status": {}}]}
+def pod_item(
+    name: str, *restarts: int, uid: str | None = None, terminating: bool = False, containers: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """One item of `kubectl get pods -o json`, as far as the gate reads it."""
+    metadata: dict[str, Any] = {"name": name, "uid": uid or f"uid-{name}"}
+    if terminating:
+        metadata["deletionTimestamp"] = "2026-01-05T10:00:00Z"
+    names = containers or tuple(f"c{i}" for i in range(len(restarts)))
+    statuses = [{"name": n, "restartCount": count, "ready": True} for n, count in zip(names, restarts, strict=True)]
+    return {"metadata": metadata, "status": {"phase": "Running", "containerStatuses": statuses}}
+
+
+def test_restart_counts_leave_out_terminating_pods() -> None:
+    pods = {
+        "items": [pod_item("new-a", 0, 1), pod_item("old-b", 7, terminating=True), {"metadata": {"name": "pending"}}]
+    }
+    assert health_gate.restart_counts(pods) == {"uid-new-a/c0": 0, "uid-new-a/c1": 1}
+
+
+def test_restarts_are_counted_from_the_baseline() -> None:
+    baseline = {"uid-a/c0": 4, "uid-b/c0": 2}
+    assert health_gate.restarts_since(baseline, baseline) == 0
+    assert health_gate.restarts_since(baseline, {"uid-a/c0": 5, "uid-b/c0": 2}) == 1
+    assert health_gate.restarts_since(baseline, {"uid-a/c0": 4}) == 0  # a pod that went away takes nothing along
+    assert health_gate.restarts_since(baseline, {"uid-a/c0": 4, "uid-new/c0": 2}) == 2  # a new pod counts in full
+    # a pod replaced under the same name is another uid: its restarts are new, not compared with the old pod's
+    assert health_gate.restarts_since({"uid-a/c0": 9}, {"uid-a2/c0": 1}) == 1
+
+
+def test_poller_judges_restarts_relative_to_the_gate_start(receiver: Receiver, tmp_path: Path) -> None:
+    """A rollback's first look sees the failed revision's pods: old restarts and terminating pods never count."""
     pods_file = tmp_path / "pods.json"
-    pods_file.write_text(json.dumps(pods))
     receiver.respond = lambda request: json_response(200, {})
     command = f'{sys.executable} -c "import sys; print(open(sys.argv[1]).read())" {pods_file}'
+    timeline = [
+        # at the start: the rolled-back revision's pod (no restarts) and the failed one's, crash-looping, terminating
+        [pod_item("good", 0), pod_item("failed", 12, terminating=True)],
+        [pod_item("good", 0), pod_item("failed", 14, terminating=True)],  # the dying pod restarts again: not counted
+        [pod_item("good", 0)],
+        [pod_item("good", 1)],  # the release's own pod restarts: counted
+    ]
+    seen = []
     for prober in prober_for(receiver.url, restarts_command=command):
-        assert prober.observe(0).restarts == 3
+        for at, pods in enumerate(timeline):
+            pods_file.write_text(json.dumps({"items": pods}))
+            seen.append(prober.observe(at).restarts)
+    assert seen == [0, 0, 0, 1]
+    policy = Policy(deadline=60, failures=3, window=30, max_restarts=0, successes=3)
+    observations = [ok(at, restarts=count) for at, count in enumerate(seen)]
+    assert decide(observations[:3], policy, now=2).action == "promote"
+    assert decide(observations, policy, now=3) == Decision("rollback", "pods restarted 1 times (allowed: 0)")
+
+
+def test_poller_baseline_is_the_first_count_it_could_read(receiver: Receiver, tmp_path: Path) -> None:
+    pods_file = tmp_path / "pods.json"
+    receiver.respond = lambda request: json_response(200, {})
+    command = f'{sys.executable} -c "import sys; print(open(sys.argv[1]).read())" {pods_file}'
+    seen = []
+    for prober in prober_for(receiver.url, restarts_command=command):
+        for content in (
+            "not json",
+            json.dumps({"items": [pod_item("a", 3)]}),
+            json.dumps({"items": [pod_item("a", 5)]}),
+        ):
+            pods_file.write_text(content)
+            seen.append(prober.observe(0).restarts)
+    assert seen == [None, 0, 2]
     for prober in prober_for(receiver.url, restarts_command=f"{sys.executable} -c 'raise SystemExit(1)'"):
         assert prober.observe(0).restarts is None  # unknown, not zero
+    for prober in prober_for(receiver.url, restarts_command=f"{sys.executable} -c 'print([])'"):
+        assert prober.observe(0).restarts is None  # not `kubectl get pods -o json` output
+
+
+# --- where the gate finds a release: by label, against what the chart really renders ----------------------------
+
+CHART = ROOT / "helm" / "airia-test-pod"
+
+
+def kubectl_get(release: str, *sets: str) -> dict[str, Any]:
+    """What `kubectl get service,deployment -l app.kubernetes.io/instance=<release> -o json` returns once the
+    chart, rendered by the real `helm template`, is installed as `release`."""
+    command = [require("helm"), "template", release, str(CHART), "--namespace", "ns", "--kube-version", "1.31.0"]
+    for assignment in sets:
+        command += ["--set", assignment]
+    result = run_tool(command)
+    assert result.returncode == 0, result.stderr
+    items = [
+        document
+        for document in yaml.safe_load_all(result.stdout)
+        if document
+        and document["kind"] in ("Service", "Deployment")
+        and document["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == release
+    ]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+@pytest.mark.parametrize(
+    ("release", "sets", "names", "secret"),
+    [
+        ("staging", (), "staging-airia-test-pod", "staging-airia-test-pod-auth"),
+        ("airia-test-pod", (), "airia-test-pod", "airia-test-pod-auth"),  # the workflows' default release name
+        ("staging", ("fullnameOverride=readiness",), "readiness", "readiness-auth"),
+        (
+            "staging",
+            ("auth.existingSecret=operator-auth", "service.port=9090"),
+            "staging-airia-test-pod",
+            "operator-auth",
+        ),
+    ],
+)
+def test_locate_finds_what_the_chart_renders(release: str, sets: tuple[str, ...], names: str, secret: str) -> None:
+    located = health_gate.locate(kubectl_get(release, *sets))
+    assert located == health_gate.Located(
+        service=names,
+        port=9090 if "service.port=9090" in sets else 8080,
+        deployment=names,
+        selector=f"app.kubernetes.io/instance={release},app.kubernetes.io/name=airia-test-pod",
+        auth_secret=secret,
+    )
+
+
+def test_locate_ignores_objects_of_a_revision_being_deleted() -> None:
+    current = kubectl_get("staging")
+    leftover = kubectl_get("staging", "fullnameOverride=staging")  # an older revision named them differently
+    for item in leftover["items"]:
+        item["metadata"]["deletionTimestamp"] = "2026-01-05T10:00:00Z"
+    located = health_gate.locate({"items": [*leftover["items"], *current["items"]]})
+    assert (located.service, located.deployment) == ("staging-airia-test-pod", "staging-airia-test-pod")
+
+
+def test_locate_explains_what_it_cannot_find() -> None:
+    objects = kubectl_get("staging")
+    with pytest.raises(health_gate.LocateError, match=r"expected one Service .* found 0 \(none\)"):
+        health_gate.locate({"items": []})
+    with pytest.raises(health_gate.LocateError, match=r"found 2 \(staging-airia-test-pod, staging-airia-test-pod\)"):
+        health_gate.locate({"items": objects["items"] * 2})
+    service, deployment = (health_gate._only(objects["items"], kind) for kind in ("Service", "Deployment"))
+    service["spec"]["ports"][0]["name"] = "web"
+    with pytest.raises(health_gate.LocateError, match="no port named http"):
+        health_gate.locate(objects)
+    service["spec"]["ports"][0]["name"] = "http"
+    deployment["spec"]["template"]["spec"]["volumes"] = []
+    assert health_gate.locate(objects).auth_secret == ""  # only the verdict needs it; the gate says so then
+    deployment["spec"]["selector"] = {}
+    with pytest.raises(health_gate.LocateError, match="no matchLabels"):
+        health_gate.locate(objects)
+
+
+def test_cli_locate(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = tmp_path / "objects.json"
+    objects.write_text(json.dumps(kubectl_get("staging", "auth.existingSecret=operator-auth")))
+    output = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    assert health_gate.main(["locate", "--objects", str(objects)]) == 0
+    expected = (
+        "service=staging-airia-test-pod\nport=8080\ndeployment=staging-airia-test-pod\n"
+        "selector=app.kubernetes.io/instance=staging,app.kubernetes.io/name=airia-test-pod\nauth_secret=operator-auth\n"
+    )
+    assert capsys.readouterr().out == expected
+    assert output.read_text() == expected
+    shell = subprocess.run(
+        ["bash", "-c", 'eval "$(cat)"; printf "%s|" "$service" "$port" "$selector" "$auth_secret"'],
+        input=expected,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shell.stdout.split("|") == [
+        "staging-airia-test-pod",
+        "8080",
+        "app.kubernetes.io/instance=staging,app.kubernetes.io/name=airia-test-pod",
+        "operator-auth",
+        "",
+    ]
+    for text, message in (
+        ('{"kind": "List", "items": []}', "expected one Service"),
+        ("[]", "a JSON object"),
+        ("not json", "error: "),
+    ):
+        objects.write_text(text)
+        assert health_gate.main(["locate", "--objects", str(objects)]) == 1
+        assert message in capsys.readouterr().err
+    assert health_gate.main(["locate", "--objects", str(tmp_path / "missing.json")]) == 1
 
 
 # --- against a real instance of the pod ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import health_gate
 import pytest
 import yaml
 
@@ -267,7 +269,70 @@ def test_rollback_runbook_matches_the_workflows() -> None:
         assert f"| `{name}` |" in runbook, name
     for artifact in ("rollback-report-", "deploy-report-staging-"):
         assert artifact in runbook and artifact in release + rollback, artifact
-    for command in ("helm rollback", "helm history", "health_gate.py rollback-target", "--reset-then-reuse-values"):
+    commands = ("helm rollback", "helm history", "health_gate.py rollback-target", "--reset-then-reuse-values")
+    for command in (*commands, "health_gate.py locate", "app.kubernetes.io/instance="):
         assert command in runbook and command in release + rollback, command
-    for name in ("KUBECONFIG", "HELM_RELEASE", "HELM_NAMESPACE", "HEALTH_GATE_VERDICT", "STAGING_DEPLOY"):
+    variables = ("KUBECONFIG", "HELM_RELEASE", "HELM_NAMESPACE", "HEALTH_GATE_VERDICT", "HEALTH_GATE_USERNAME")
+    for name in (*variables, "STAGING_DEPLOY"):
         assert f"`{name}`" in runbook and name in release + rollback, name
+
+
+def step_named(workflow: dict[Any, Any], name: str) -> dict[str, Any]:
+    (found,) = [step for _, _, step in steps(workflow) if step.get("name") == name]
+    return found
+
+
+def test_the_gate_after_a_rollback_is_the_gate_after_a_deploy() -> None:
+    """Same locate, same script, same verdict switch: the runbook promises the same health gate."""
+    release, rollback = load(WORKFLOWS / "release.yml"), load(WORKFLOWS / "rollback.yml")
+    deploy_gate, rollback_gate = (
+        step_named(release, "Health gate"),
+        step_named(rollback, "Health gate after the rollback"),
+    )
+    assert deploy_gate["run"] == rollback_gate["run"]
+    assert {**deploy_gate["env"], "REPORT_DIR": ""} == {**rollback_gate["env"], "REPORT_DIR": ""}
+    assert (deploy_gate["env"]["REPORT_DIR"], rollback_gate["env"]["REPORT_DIR"]) == (
+        "deploy-report",
+        "rollback-report",
+    )
+    assert deploy_gate["env"]["CHECK_VERDICT"] == "${{ vars.HEALTH_GATE_VERDICT == 'true' }}"
+    assert deploy_gate["env"]["HEALTH_GATE_USERNAME"] == "${{ vars.HEALTH_GATE_USERNAME || 'admin' }}"
+    assert "verdict=(--verdict)" in deploy_gate["run"] and '"${verdict[@]}"' in deploy_gate["run"]
+    locate_step = "Where the release is (its Service, pods and auth Secret, by label)"
+    assert step_named(release, locate_step)["run"] == step_named(rollback, locate_step)["run"]
+    for workflow in (release, rollback):
+        names = [step.get("name") for _, _, step in steps(workflow)]
+        assert names.index(locate_step) + 1 == names.index(
+            "Health gate" if workflow is release else "Health gate after the rollback"
+        )
+
+
+def test_the_gate_reads_what_locate_writes() -> None:
+    fields = {field.name for field in dataclasses.fields(health_gate.Located)}
+    for path in (WORKFLOWS / "release.yml", WORKFLOWS / "rollback.yml"):
+        used = set(re.findall(r"steps\.locate\.outputs\.(\w+)", path.read_text()))
+        assert used and used <= fields, (path.name, used - fields)
+    runbook = (ROOT / "ROLLBACK.md").read_text()
+    shell_names = set(re.findall(r"\$([a-z_]+)\b", runbook[runbook.index("health_gate.py locate --objects") :]))
+    assert shell_names == {"service", "port", "selector", "auth_secret", "deployment"}
+    assert shell_names <= fields
+
+
+def test_no_object_name_is_guessed_from_the_release_name() -> None:
+    """The chart names its objects `<release>-airia-test-pod` unless overridden: only the label finds them."""
+    guessed = re.compile(r"(?:service|deploy|deployment|secret)/\$\{?RELEASE|\$\{?RELEASE\}?-auth|<release>-auth")
+    for path in (WORKFLOWS / "release.yml", WORKFLOWS / "rollback.yml", ROOT / "ROLLBACK.md"):
+        text = path.read_text()
+        assert not guessed.search(text), (path.name, guessed.search(text))
+        assert ":8080" not in text and "HEALTH_GATE_USERNAME=admin" not in text, path.name
+
+
+def test_registry_cleanup_passes_raw_inputs_and_asks_the_api_for_the_owner_type() -> None:
+    text = (WORKFLOWS / "registry-cleanup.yml").read_text()
+    env = load(WORKFLOWS / "registry-cleanup.yml")["jobs"]["cleanup"]["env"]
+    # `inputs.keep_dev || 10` would turn an explicit 0 into 10; retention.py applies defaults to empty values only
+    assert env["KEEP_DEV"] == "${{ inputs.keep_dev }}" and env["MIN_AGE_DAYS"] == "${{ inputs.min_age_days }}"
+    assert '--keep-dev "$KEEP_DEV" --min-age-days "$MIN_AGE_DAYS"' in text
+    # a scheduled run's event payload may carry no repository owner
+    assert "github.event.repository" not in text
+    assert 'gh api "repos/${GITHUB_REPOSITORY}" --jq .owner.type' in text

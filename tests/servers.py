@@ -1,11 +1,12 @@
-"""Small real servers on 127.0.0.1 for tests: a listener that accepts and never answers, and a closed port."""
+"""Small real servers on 127.0.0.1 for tests: a listener that accepts and never answers, a closed port, and a relay
+that breaks or stalls chosen answers of a real server."""
 
 from __future__ import annotations
 
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 def free_port() -> int:
@@ -50,3 +51,82 @@ def stall_server() -> Iterator[StallServer]:
         yield server
     finally:
         server.close()
+
+
+class CuttingProxy:
+    """A TCP relay to a server on 127.0.0.1 that cuts the answers to requests starting with `request` (e.g. b"GET /").
+
+    Such an answer is passed on up to its headers and `body_bytes` of its body (with `body_bytes=None`, not at all);
+    then the connection is closed, or with `hang=True` held open and silent: a gateway that breaks or stalls
+    transfers, while every other request reaches the real server.
+    """
+
+    def __init__(
+        self, upstream_port: int, request: bytes, *, body_bytes: int | None = None, hang: bool = False
+    ) -> None:
+        self._upstream_port, self._request, self._body_bytes, self._hang = upstream_port, request, body_bytes, hang
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.cut = 0  # answers cut so far
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
+            self._held += [client, upstream]
+            cutting = threading.Event()
+            threading.Thread(target=self._requests, args=(client, upstream, cutting), daemon=True).start()
+            threading.Thread(target=self._answers, args=(upstream, client, cutting), daemon=True).start()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, cutting: threading.Event) -> None:
+        # a client sends its next request only after the previous answer: each request starts a fresh read
+        while data := _receive(client):
+            if data.startswith(self._request):
+                cutting.set()
+            with suppress(OSError):
+                upstream.sendall(data)
+        with suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    def _answers(self, upstream: socket.socket, client: socket.socket, cutting: threading.Event) -> None:
+        answer = b""
+        while data := _receive(upstream):
+            if not cutting.is_set():
+                try:
+                    client.sendall(data)
+                except OSError:
+                    break
+                continue
+            answer += data
+            end = answer.find(b"\r\n\r\n")
+            if self._body_bytes is None or (end >= 0 and len(answer) >= end + 4 + self._body_bytes):
+                break
+        if cutting.is_set():
+            self.cut += 1
+            if self._body_bytes is not None:
+                with suppress(OSError):
+                    client.sendall(answer[: answer.find(b"\r\n\r\n") + 4 + self._body_bytes])
+            if self._hang:
+                while _receive(upstream):  # the rest is dropped until one side gives up
+                    pass
+                return
+        for sock in (client, upstream):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._held:
+            sock.close()
+
+
+def _receive(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""

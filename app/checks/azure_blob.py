@@ -8,16 +8,18 @@ sends, for endpoints (such as an older emulator) that reject the newest one.
 
 Steps: resolve, connect and, for https, the TLS handshake to the endpoint, done by the check itself so each is
 named precisely (skipped when an HTTP(S) proxy is configured for the endpoint: the SDK then goes through it);
-account (Get Account Information: the credential is accepted; a SAS that may not read it is no failure, the upload
-proves it); container (exists, or is created with `create_container: true`; a container SAS cannot read its own
-container's properties, so there the upload proves it exists); then upload, download, compare and delete of a
-uniquely named probe blob `airia-test-pod/probe-<uuid>`, uploaded with overwrite off so no customer blob is ever
-touched, with the throughput of each direction.
+account (Get Account Information, asked of the container: the credential is accepted; a SAS that may not read it
+is no failure, the upload proves it); container (exists, or is created with `create_container: true`; a container
+SAS, in sas_url or a connection string, cannot read its own container's properties, so there the upload proves it
+exists); then upload, download, compare and delete of a uniquely named probe blob `airia-test-pod/probe-<uuid>`,
+uploaded with overwrite off so no customer blob is ever touched, with the throughput of each direction. Whatever
+fails once the upload is sent, the probe blob is deleted, with a few seconds beyond the deadline to do so.
 
 Failures are classified by HTTP status and x-ms-error-code (AuthorizationFailure, AuthenticationFailed,
 AuthorizationPermissionMismatch, ContainerNotFound ...) and by azure-core's exception types (ServiceRequestError:
 the request never got out; ServiceResponseError: no answer). Every request carries the time left as its connect
-and read timeouts, and retries are off, so the runner's timeout holds.
+and read timeouts, and retries are off, so the runner's timeout holds; the download, which the SDK re-reads on its
+own, gets a share of it per attempt. One client per check, closed at its end.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
     from azure.core.exceptions import AzureError
-    from azure.storage.blob import BlobServiceClient, ContainerClient
+    from azure.storage.blob import ContainerClient
 
 T = TypeVar("T")
 
@@ -51,6 +53,9 @@ ContainerName = Annotated[str, StringConstraints(min_length=3, max_length=63, pa
 ApiVersion = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 PROBE_PREFIX = "airia-test-pod/probe-"
+CLEAN_UP_GRACE = 2.0  # seconds a clean-up delete may take even when the deadline has passed
+# StorageStreamDownloader re-reads a body that breaks off up to 3 times, a second apart, whatever retry_total says
+_DOWNLOAD_ATTEMPTS, _DOWNLOAD_PAUSES = 3, 2.0
 _SAS_PERMISSION = (
     "issue the SAS with the '{letter}' permission (the check needs r, w and d; c too for create_container), "
     "or give the identity the Storage Blob Data Contributor role on the container"
@@ -153,13 +158,11 @@ class AzureBlobTarget(Target):
             _check_connection_string(self.connection_string.get_secret_value())
         if self.sas_url is not None:
             sas_container = _check_sas_url(self.sas_url.get_secret_value())
-            if sas_container is not None:
-                if self.container not in (None, sas_container):
-                    raise ValueError("container differs from the container the SAS URL is issued for")
-                if self.create_container:
-                    raise ValueError("create_container needs an account SAS or key: a container SAS cannot create")
-                return self
-        if self.container is None:
+            if sas_container is not None and self.container not in (None, sas_container):
+                raise ValueError("container differs from the container the SAS URL is issued for")
+        if self.container_sas and self.create_container:
+            raise ValueError("create_container needs an account SAS or key: a container SAS cannot create")
+        if self.container is None and not (self.sas_url is not None and self.container_sas):
             raise ValueError("container is required (only a container SAS URL names its own)")
         return self
 
@@ -174,56 +177,67 @@ class AzureBlobTarget(Target):
         return [*super().secrets(), *(value for value in derived if value)]
 
     @property
+    def sas_token(self) -> str | None:
+        """The SAS the credential is: sas_url's query or a connection string's SharedAccessSignature; else None."""
+        if self.sas_url is not None:
+            return urlsplit(self.sas_url.get_secret_value()).query
+        if self.connection_string is not None:
+            return _connection_fields(self.connection_string.get_secret_value()).get("sharedaccesssignature")
+        return None
+
+    @property
     def container_sas(self) -> bool:
-        return self.sas_url is not None and _check_sas_url(self.sas_url.get_secret_value()) is not None
+        """The SAS is issued for one container (sr=c): it may not read that container's properties or create it."""
+        return parse_qs(self.sas_token or "").get("sr") == ["c"]
 
     def check(self, probe: Probe) -> None:
         _redact_signatures_in(logging.getLogger("urllib3.connectionpool"))
         with probe.step("client", Stage.CONNECT):
-            service, container = self._clients(probe)
+            container = self._client(probe)
             probe.note(f"API version {container.api_version}")
         probe.facts["api_version"] = container.api_version
-        self._reach(probe, container.url)
-        self._account(probe, service or container)
-        self._container(probe, service, container)
-        self._round_trip(probe, container)
+        with container:  # closes its connections however the check ends
+            self._reach(probe, container.url)
+            self._account(probe, container)
+            self._container(probe, container)
+            self._round_trip(probe, container)
 
-    # --- clients and the way to the endpoint --------------------------------------------------------
+    # --- the client and the way to the endpoint -----------------------------------------------------
 
-    def _clients(self, probe: Probe) -> tuple[BlobServiceClient | None, ContainerClient]:
-        """The service client (None for a container SAS) and the container client; no request is sent yet."""
-        from azure.storage.blob import BlobServiceClient, ContainerClient
+    def _client(self, probe: Probe) -> ContainerClient:
+        """The container's client, through which every request goes; no request is sent yet."""
+        from azure.storage.blob import ContainerClient
 
         options: dict[str, Any] = {
             "retry_total": 0,
             "connection_timeout": probe.remaining(),
             "read_timeout": probe.remaining(),
+            "max_single_get_size": self.probe_bytes,  # one GET for the probe blob, whose re-reads _round_trip bounds
         }
         if self.ca_file is not None:
             options["connection_verify"] = str(self.ca_file)
         if self.api_version is not None:
             options["api_version"] = self.api_version
         try:
-            if self.sas_url is not None and self.container_sas:
-                return None, ContainerClient.from_container_url(self.sas_url.get_secret_value(), **options)
+            if self.sas_url is not None and self.container is None:  # by _one_credential: a container SAS URL
+                return ContainerClient.from_container_url(self.sas_url.get_secret_value(), **options)
+            assert self.container is not None
             if self.sas_url is not None:
-                service = BlobServiceClient(self.sas_url.get_secret_value(), **options)
-            elif self.connection_string is not None:
-                service = BlobServiceClient.from_connection_string(self.connection_string.get_secret_value(), **options)
-            else:
-                assert self.account_name is not None  # by _one_credential
-                assert self.account_key is not None
-                endpoint = self.endpoint or f"https://{self.account_name}.blob.core.windows.net"
-                key = {"account_name": self.account_name, "account_key": self.account_key.get_secret_value()}
-                service = BlobServiceClient(endpoint, credential=key, **options)
+                return ContainerClient(self.sas_url.get_secret_value(), self.container, **options)
+            if self.connection_string is not None:
+                text = self.connection_string.get_secret_value()
+                return ContainerClient.from_connection_string(text, self.container, **options)
+            assert self.account_name is not None  # by _one_credential
+            assert self.account_key is not None
+            endpoint = self.endpoint or f"https://{self.account_name}.blob.core.windows.net"
+            key = {"account_name": self.account_name, "account_key": self.account_key.get_secret_value()}
+            return ContainerClient(endpoint, self.container, credential=key, **options)
         except ValueError as error:  # e.g. an api_version this SDK does not know
             raise CheckFailed(
                 Stage.CONNECT,
                 f"the Azure SDK refuses this configuration: {clean_remote_text(str(error))}",
                 "fix the field it names (api_version must be one the SDK lists)",
             ) from None
-        assert self.container is not None  # by _one_credential: only a container SAS leaves it out
-        return service, service.get_container_client(self.container)
 
     def _reach(self, probe: Probe, url: str) -> None:
         """Resolve, connect and (https) shake hands with the endpoint, unless a proxy stands in between."""
@@ -247,26 +261,27 @@ class AzureBlobTarget(Target):
 
     # --- account and container ----------------------------------------------------------------------
 
-    def _account(self, probe: Probe, client: BlobServiceClient | ContainerClient) -> None:
+    def _account(self, probe: Probe, container: ContainerClient) -> None:
+        # asked of the container: a container SAS may read it there, every other credential anywhere
         with probe.step("account", Stage.AUTH):
             try:
-                info = self._call(probe, "read the account information", "r", client.get_account_information)
+                info = self._call(probe, "read the account information", "r", container.get_account_information)
             except CheckFailed as failure:
-                if failure.stage != Stage.PERMISSION or self.sas_url is None:
+                if failure.stage != Stage.PERMISSION or self.sas_token is None:
                     raise
                 probe.note("this SAS may not read account information; the upload proves the credential")
                 return
             probe.facts["account_kind"] = str(info.get("account_kind") or "")
             probe.facts["sku_name"] = str(info.get("sku_name") or "")
             probe.note(f"{probe.facts['sku_name']}, {probe.facts['account_kind']}")
-        probe.facts["account_name"] = client.account_name
+        probe.facts["account_name"] = container.account_name
 
-    def _container(self, probe: Probe, service: BlobServiceClient | None, container: ContainerClient) -> None:
+    def _container(self, probe: Probe, container: ContainerClient) -> None:
         from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
         probe.facts["container"] = container.container_name
         with probe.step("container", Stage.OPERATION):
-            if service is None:
+            if self.container_sas:
                 probe.note("a container SAS cannot read its container's properties; the upload proves it exists")
                 return
             try:
@@ -290,19 +305,19 @@ class AzureBlobTarget(Target):
         blob = container.get_blob_client(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
         data = os.urandom(self.probe_bytes)
         probe.facts["probe_bytes"] = self.probe_bytes
-        with probe.step("upload", Stage.PERMISSION):
-            started = time.perf_counter()
-            self._call(probe, "upload the probe blob", "w", blob.upload_blob, data, overwrite=False)
-            self._throughput(probe, "upload", started)
         deleted = False
-        try:
+        try:  # from before the upload: one whose answer is lost may still have stored the blob
+            with probe.step("upload", Stage.PERMISSION):
+                started = time.perf_counter()
+                self._call(probe, "upload the probe blob", "w", blob.upload_blob, data, overwrite=False)
+                self._throughput(probe, "upload", started)
             with probe.step("download", Stage.OPERATION):
                 started = time.perf_counter()
 
                 def download(*, connection_timeout: float, read_timeout: float) -> bytes:
-                    # later chunks of a large blob are fetched by readall() with these same timeouts
-                    stream = blob.download_blob(connection_timeout=connection_timeout, read_timeout=read_timeout)
-                    return stream.readall()
+                    # the SDK's re-reads cannot be turned off: each gets its share of the time left
+                    share = max((read_timeout - _DOWNLOAD_PAUSES) / _DOWNLOAD_ATTEMPTS, 0.05)
+                    return blob.download_blob(connection_timeout=share, read_timeout=share).readall()
 
                 copy = self._call(probe, "download the probe blob", "r", download)
                 self._throughput(probe, "download", started)
@@ -324,9 +339,10 @@ class AzureBlobTarget(Target):
                     ) from failure.__cause__
                 deleted = True
         finally:
-            if not deleted:  # best effort after a failed download; the failure already reported is the one that counts
-                with suppress(Exception):
-                    self._call(probe, "delete the probe blob", "d", blob.delete_blob)
+            if not deleted:  # best effort: the failure already reported is the one that counts
+                grace = max(probe.remaining(), CLEAN_UP_GRACE)
+                with suppress(Exception):  # 404 included: a blob never stored is as good as deleted
+                    blob.delete_blob(connection_timeout=grace, read_timeout=grace)
 
     def _throughput(self, probe: Probe, direction: str, started: float) -> None:
         seconds = max(time.perf_counter() - started, 1e-6)
@@ -346,8 +362,13 @@ class AzureBlobTarget(Target):
             raise self._failure(probe, error, action, letter) from error
 
     def _failure(self, probe: Probe, error: AzureError, action: str, letter: str) -> CheckFailed:
-        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+        from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
+        # the downloader wraps the error that ended its last re-read in an HttpResponseError without a status
+        while (
+            isinstance(error, HttpResponseError) and not error.status_code and isinstance(error.__cause__, AzureError)
+        ):
+            error = error.__cause__
         endpoint = str(probe.facts.get("endpoint", ""))
         host = urlsplit(endpoint).hostname or endpoint
         if isinstance(error, HttpResponseError) and error.status_code:
@@ -390,6 +411,13 @@ class AzureBlobTarget(Target):
                 f"{action}: no answer from {host} ({clean_remote_text(str(error), limit=200)})",
                 "the endpoint accepted the request but did not answer in time: check that it is the account's blob "
                 "endpoint and whether a proxy or firewall in between holds the connection",
+            )
+        if isinstance(error, HttpResponseError) and not error.status_code:  # an answer that broke off
+            return CheckFailed(
+                probe.stage,
+                f"{action}: the answer from {host} broke off ({clean_remote_text(str(error), limit=200)})",
+                "the connection was cut in the middle of a transfer: check whether a proxy, firewall or load "
+                "balancer in between limits or resets long transfers",
             )
         return CheckFailed(
             probe.stage,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from app.checks.base import Stage, Status
 from app.config import ConfigError, parse_targets
 from app.results import Result
 from app.runner import check_target, run_targets
-from tests.servers import StallServer
+from tests.servers import CuttingProxy, StallServer
 from tests.services import azurite as service
 from tests.services.azurite import Azurite
 
@@ -78,6 +79,36 @@ def container_sas(container: str, **permissions: bool) -> str:
     )
 
 
+@pytest.fixture
+def cutting(azurite: Azurite) -> Iterator[Callable[..., CuttingProxy]]:
+    """Starts relays to Azurite that cut chosen answers (tests/servers.py); all are closed afterwards."""
+    proxies: list[CuttingProxy] = []
+
+    def start(request: str, **options: Any) -> CuttingProxy:
+        proxies.append(CuttingProxy(azurite.port, request.encode(), **options))
+        return proxies[-1]
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
+
+
+def through(proxy: CuttingProxy) -> str:
+    return f"http://127.0.0.1:{proxy.port}/{service.ACCOUNT}"
+
+
+def connection_string_with(sas: str, azurite: Azurite) -> str:
+    return f"BlobEndpoint={azurite.endpoint};SharedAccessSignature={sas}"
+
+
+def wait_for_check_thread(name: str, within: float) -> None:
+    """The thread the runner ran target `name` in has ended: every request of the check has given up."""
+    for thread in threading.enumerate():
+        if thread.name == f"check-{name}":
+            thread.join(within)
+            assert not thread.is_alive(), f"the check of {name} still runs {within} s after its result"
+
+
 def probe_blobs(azurite: Azurite, container: str) -> list[str]:
     blobs = azurite.service().get_container_client(container).list_blobs(name_starts_with="airia-test-pod/")
     return [blob.name for blob in blobs]
@@ -127,6 +158,18 @@ async def test_container_sas_names_its_container_and_passes(azurite: Azurite, co
     result = await check_target(blobs)
     assert result.status == Status.PASSED, result.cause
     assert result.facts["container"] == container
+    step = next(s for s in result.steps if s.name == "container")
+    assert "the upload proves it exists" in step.detail
+    assert probe_blobs(azurite, container) == []
+
+
+async def test_container_sas_in_a_connection_string_passes(azurite: Azurite, container: str) -> None:
+    sas = container_sas(container, read=True, write=True, delete=True)
+    blobs = only(azurite, container, connection_string=connection_string_with(sas, azurite))
+    assert blobs.container_sas
+    result = await check_target(blobs)
+    assert result.status == Status.PASSED, result.cause
+    assert steps(result) == ROUND_TRIP
     step = next(s for s in result.steps if s.name == "container")
     assert "the upload proves it exists" in step.detail
     assert probe_blobs(azurite, container) == []
@@ -210,6 +253,20 @@ async def test_read_only_sas_cannot_create_the_container(azurite: Azurite) -> No
     assert not azurite.service().get_container_client(name).exists()
 
 
+async def test_sas_in_a_connection_string_that_may_not_read_account_information_goes_on(
+    azurite: Azurite, container: str
+) -> None:
+    sas = container_sas(container, write=True, delete=True)
+    result = await check_target(only(azurite, container, connection_string=connection_string_with(sas, azurite)))
+    account = next(s for s in result.steps if s.name == "account")
+    assert account.status == Status.PASSED
+    assert account.detail == "this SAS may not read account information; the upload proves the credential"
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert steps(result)[-2:] == ["upload", "download"]
+    assert result.remediation.startswith("issue the SAS with the 'r' permission")
+    assert probe_blobs(azurite, container) == []  # the SAS may delete: the probe blob is cleaned up
+
+
 async def test_sas_without_delete_fails_and_names_the_blob_left_behind(azurite: Azurite, container: str) -> None:
     sas = account_sas(read=True, write=True, list=True)
     result = await check_target(only(azurite, container, sas_url=f"{azurite.endpoint}?{sas}"))
@@ -276,6 +333,45 @@ async def test_stalled_server_fails_on_time_at_the_stage_it_hung(
     assert (result.status, result.stage) == (Status.FAILED, stage)
     assert steps(result)[-1] == step
     assert 1.5 <= elapsed < 2.5
+
+
+async def test_download_that_breaks_off_is_named_and_the_blob_removed(
+    azurite: Azurite, container: str, cutting: Callable[..., CuttingProxy]
+) -> None:
+    proxy = cutting(f"GET /{service.ACCOUNT}/{container}/{PROBE_PREFIX}", body_bytes=1000)
+    result = await check_target(target(azurite, container, endpoint=through(proxy), timeout=10))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert steps(result)[-1] == "download"
+    assert result.cause.startswith("download the probe blob: the answer from 127.0.0.1 broke off (")
+    assert "IncompleteRead" in result.cause
+    assert "proxy, firewall or load balancer" in result.remediation
+    assert probe_blobs(azurite, container) == []
+
+
+async def test_download_that_stalls_gives_up_by_the_deadline_despite_the_sdks_rereads(
+    azurite: Azurite, container: str, cutting: Callable[..., CuttingProxy]
+) -> None:
+    proxy = cutting(f"GET /{service.ACCOUNT}/{container}/{PROBE_PREFIX}", body_bytes=1000, hang=True)
+    start = time.monotonic()
+    result = await check_target(target(azurite, container, name="stalled-download", endpoint=through(proxy), timeout=4))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert steps(result)[-1] == "download"
+    wait_for_check_thread("stalled-download", within=1.5)
+    assert time.monotonic() - start < 5.5  # unbounded, three full-length reads and two pauses took 13 s
+    assert proxy.cut == 3  # the SDK's own re-reads, each cut again
+    assert probe_blobs(azurite, container) == []
+
+
+async def test_upload_whose_answer_is_lost_is_deleted_after_the_deadline(
+    azurite: Azurite, container: str, cutting: Callable[..., CuttingProxy]
+) -> None:
+    proxy = cutting(f"PUT /{service.ACCOUNT}/{container}/{PROBE_PREFIX}", hang=True)
+    result = await check_target(target(azurite, container, name="lost-upload", endpoint=through(proxy), timeout=2))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert steps(result)[-1] == "upload"
+    assert proxy.cut == 1  # Azurite stored the blob; its answer never arrived
+    wait_for_check_thread("lost-upload", within=3)
+    assert probe_blobs(azurite, container) == []
 
 
 # --- secrets and config -----------------------------------------------------------------------------
@@ -357,6 +453,9 @@ def test_config_with_defaults_and_env_key() -> None:
 
 SAS = "https://acct.blob.core.windows.net/?sv=2025-11-05&ss=b&srt=sco&sp=rwd&sig=abc"
 CONTAINER_SAS = "https://acct.blob.core.windows.net/data?sv=2025-11-05&sr=c&sp=rwd&sig=abc"
+CONTAINER_SAS_STRING = (
+    "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2025-11-05&sr=c&sig=abc"
+)
 
 
 @pytest.mark.parametrize(
@@ -396,6 +495,10 @@ CONTAINER_SAS = "https://acct.blob.core.windows.net/data?sv=2025-11-05&sr=c&sp=r
             "targets[0]: container differs from the container the SAS URL is issued for",
         ),
         (f"sas_url: '{CONTAINER_SAS}', create_container: true", "targets[0]: create_container needs an account SAS"),
+        (
+            f"connection_string: '{CONTAINER_SAS_STRING}', container: data, create_container: true",
+            "targets[0]: create_container needs an account SAS",
+        ),
         (
             "account_name: acct, account_key: k, container: data, api_version: latest",
             "targets[0].api_version: String should match",

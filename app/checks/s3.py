@@ -1,9 +1,11 @@
 """s3: a bucket on AWS S3 or an S3-compatible store that the platform can write, read back and delete in.
 
 botocore (boto3's engine) with explicit timeouts from the runner's deadline and one attempt per request
-(no hidden retries). The service models are loaded once per process and shared by every check's session.
-Failures are classified by botocore exception type and S3 error code. HEAD responses carry no error code,
-so credentials are proven with a ListObjectsV2 call, whose errors do.
+(no hidden retries), also for the clients botocore makes itself (STS, for IRSA's web identity). The service
+models are loaded once per process and shared by every check's session. Failures are classified by botocore
+exception type and S3 error code. HEAD responses carry no error code, so credentials are proven with a
+ListObjectsV2 call, whose errors do. Whatever fails once the probe object's put is sent, it is deleted, with a
+few seconds beyond the deadline to do so.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 PROBE_BYTES = 256 * 1024
 PROBE_PREFIX = "airia-test-pod/"
+CLEAN_UP_GRACE = 2.0  # seconds a clean-up delete may take even when the deadline has passed
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId": (
@@ -106,14 +109,8 @@ class S3Target(Target):
         return self
 
     def check(self, probe: Probe) -> None:
-        import botocore.session
-
         _quiet_botocore_debug()
-        session = botocore.session.Session()
-        session.register_component("data_loader", _shared_loader())
-        if self.access_key_id and self.secret_access_key:
-            token = self.session_token.get_secret_value() if self.session_token else None
-            session.set_credentials(self.access_key_id, self.secret_access_key.get_secret_value(), token)
+        session = self._session(probe)
         url = urlsplit(self._request_url(session))
         host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
         probe.facts["endpoint"] = f"{url.scheme}://{url.netloc}"
@@ -137,6 +134,23 @@ class S3Target(Target):
         self._bucket(probe, session)
         self._round_trip(probe, session)
 
+    def _session(self, probe: Probe) -> Session:
+        import botocore.session
+        from botocore.config import Config
+
+        session = botocore.session.Session()
+        # inherited by the clients botocore creates on its own, such as STS for a web identity (IRSA), which would
+        # otherwise wait 60 s per read and try 5 times
+        remaining = probe.remaining()
+        session.set_default_client_config(
+            Config(connect_timeout=remaining, read_timeout=remaining, retries={"total_max_attempts": 1})
+        )
+        session.register_component("data_loader", _shared_loader())
+        if self.access_key_id and self.secret_access_key:
+            token = self.session_token.get_secret_value() if self.session_token else None
+            session.set_credentials(self.access_key_id, self.secret_access_key.get_secret_value(), token)
+        return session
+
     def _request_url(self, session: Session) -> str:
         """Where requests for this bucket go (endpoint rules and addressing style applied), found offline."""
         from botocore import UNSIGNED
@@ -148,23 +162,29 @@ class S3Target(Target):
             endpoint_url=self.endpoint_url,
             config=Config(signature_version=UNSIGNED, s3={"addressing_style": self.addressing_style}),
         )
-        return str(unsigned.generate_presigned_url("head_bucket", Params={"Bucket": self.bucket}))
+        with contextlib.closing(unsigned):
+            return str(unsigned.generate_presigned_url("head_bucket", Params={"Bucket": self.bucket}))
 
-    def _client(self, session: Session, probe: Probe) -> Any:
-        """A client whose every socket gives up when the runner does, and that never retries on its own."""
+    @contextlib.contextmanager
+    def _client(self, session: Session, timeout: float) -> Iterator[Any]:
+        """A client whose every socket gives up after `timeout`, that never retries on its own; closed after use.
+
+        botocore fixes timeouts per client, so each step makes its own with the time then left.
+        """
         from botocore.config import Config
 
-        remaining = probe.remaining()
         config = Config(
-            connect_timeout=remaining,
-            read_timeout=remaining,
+            connect_timeout=timeout,
+            read_timeout=timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},
             s3={"addressing_style": self.addressing_style},
         )
         verify: bool | str = str(self.ca_file) if self.ca_file else self.verify
-        return session.create_client(
+        client = session.create_client(
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config, verify=verify
         )
+        with contextlib.closing(client):
+            yield client
 
     def _tls(self, probe: Probe, sock: Any, host: str) -> None:
         with probe.step("tls", Stage.TLS):
@@ -182,23 +202,30 @@ class S3Target(Target):
     def _auth(self, probe: Probe, session: Session) -> None:
         """Credentials the server accepts: any answer but a credential error proves them."""
         with probe.step("auth", Stage.AUTH):
+            try:  # resolved first, so that a failure of the chain's own requests (STS for IRSA) is named as such
+                credentials = session.get_credentials()
+                if credentials is not None:
+                    credentials.get_frozen_credentials()
+            except Exception as error:
+                raise _chain_failure(error) from None
             try:
-                self._client(session, probe).list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+                with self._client(session, probe.remaining()) as client:
+                    client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
                 probe.note("credentials accepted; listing allowed")
             except Exception as error:
                 failure = self._failure(error, probe, "ListBucket")
                 if failure.stage in (Stage.CONNECT, Stage.TLS, Stage.AUTH):
                     raise failure from None
                 probe.note(f"credentials accepted ({_code(error)})")
-            chain = None if self.access_key_id else getattr(session.get_credentials(), "method", None)
+            chain = None if self.access_key_id else getattr(credentials, "method", None)
             probe.facts["credentials"] = "explicit" if self.access_key_id else chain or "unknown"
 
     def _bucket(self, probe: Probe, session: Session) -> None:
         """The bucket exists, in the configured region."""
         with probe.step("bucket", Stage.OPERATION):
-            client = self._client(session, probe)
             try:
-                response = client.head_bucket(Bucket=self.bucket)
+                with self._client(session, probe.remaining()) as client:
+                    response = client.head_bucket(Bucket=self.bucket)
             except Exception as error:
                 failure = self._failure(error, probe, "ListBucket")
                 if failure.stage != Stage.PERMISSION:
@@ -226,19 +253,16 @@ class S3Target(Target):
         key = f"{PROBE_PREFIX}probe-{secrets.token_hex(8)}"
         payload = secrets.token_bytes(PROBE_BYTES)
         probe.facts["probe_key"] = key
-        stored = False
+        stored = True  # from before the put: one whose answer is lost may still have stored the object
         try:
             with probe.step("write", Stage.PERMISSION):
-                client = self._client(session, probe)
                 start = time.perf_counter()
-                with self._classified(probe, "PutObject", key):
+                with self._classified(probe, "PutObject", key), self._client(session, probe.remaining()) as client:
                     client.put_object(Bucket=self.bucket, Key=key, Body=payload)
-                stored = True
                 _throughput(probe, "upload", time.perf_counter() - start)
             with probe.step("read", Stage.PERMISSION):
-                client = self._client(session, probe)
                 start = time.perf_counter()
-                with self._classified(probe, "GetObject", key):
+                with self._classified(probe, "GetObject", key), self._client(session, probe.remaining()) as client:
                     body = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
                 _throughput(probe, "download", time.perf_counter() - start)
                 if body != payload:
@@ -248,14 +272,15 @@ class S3Target(Target):
                         "check for a proxy or gateway that rewrites objects, or server-side transformations",
                     )
             with probe.step("delete", Stage.PERMISSION):
-                client = self._client(session, probe)
-                with self._classified(probe, "DeleteObject", key):
+                with self._classified(probe, "DeleteObject", key), self._client(session, probe.remaining()) as client:
                     client.delete_object(Bucket=self.bucket, Key=key)
                 stored = False
         finally:
-            if stored:  # a step after the write failed: remove the probe object if the server lets us
-                with contextlib.suppress(Exception):  # the step's own failure is what gets reported
-                    self._client(session, probe).delete_object(Bucket=self.bucket, Key=key)
+            if stored:  # a step failed: remove the probe object if the server lets us (a missing key is no error)
+                grace = max(probe.remaining(), CLEAN_UP_GRACE)
+                # the step's own failure is what gets reported
+                with contextlib.suppress(Exception), self._client(session, grace) as client:
+                    client.delete_object(Bucket=self.bucket, Key=key)
 
     @contextlib.contextmanager
     def _classified(self, probe: Probe, action: str, key: str) -> Iterator[None]:
@@ -279,12 +304,6 @@ class S3Target(Target):
                 "no AWS credentials: none are configured and the pod's credential chain found none",
                 "set access_key_id and secret_access_key, or give the pod a role: with IRSA, annotate its "
                 "ServiceAccount with eks.amazonaws.com/role-arn",
-            )
-        if isinstance(error, (exceptions.PartialCredentialsError, exceptions.CredentialRetrievalError)):
-            return CheckFailed(
-                Stage.AUTH,
-                f"the pod's AWS credential chain failed: {clean_remote_text(str(error))}",
-                "check the role the pod assumes (IRSA: the ServiceAccount annotation and the role's trust policy)",
             )
         if isinstance(error, exceptions.ConnectTimeoutError):
             return CheckFailed(
@@ -315,12 +334,6 @@ class S3Target(Target):
             )
         code = _code(error)
         message = clean_remote_text(str(error.response.get("Error", {}).get("Message", "")))
-        if error.operation_name.startswith("AssumeRole"):
-            return CheckFailed(
-                Stage.AUTH,
-                f"the pod could not assume its role: {code} {message}".strip(),
-                "check the role ARN on the ServiceAccount (IRSA) and that the role's trust policy allows it",
-            )
         if code in _CREDENTIAL_CODES:
             cause, remediation = _CREDENTIAL_CODES[code]
             return CheckFailed(Stage.AUTH, cause.format(key_id=self.access_key_id or "(from the chain)"), remediation)
@@ -340,10 +353,11 @@ class S3Target(Target):
             )
         if code in _REDIRECT_CODES:
             region = _bucket_region(error.response) or error.response.get("Error", {}).get("Region")
+            where = region or "the bucket's region"
             return CheckFailed(
                 Stage.OPERATION,
                 f"bucket {self.bucket} is not in region {self.region}" + (f" but in {region}" if region else ""),
-                f"set region: {region or 'the bucket`s region'} in this target (and the platform's S3 settings)",
+                f"set region: {where} in this target (and the platform's S3 settings)",
             )
         return CheckFailed(
             Stage.OPERATION,
@@ -365,6 +379,16 @@ def _quiet_botocore_debug() -> None:
     logger = logging.getLogger("botocore")
     if logger.getEffectiveLevel() < logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+def _chain_failure(error: Exception) -> CheckFailed:
+    """The AWS credential chain itself failed: a partial configuration, a role it may not assume, STS unreachable."""
+    return CheckFailed(
+        Stage.AUTH,
+        f"the pod's AWS credential chain failed: {clean_remote_text(str(error))}",
+        "check the role the pod assumes (IRSA: the ServiceAccount annotation and the role's trust policy) and that "
+        "the pod may reach STS (sts.<region>.amazonaws.com, or an STS VPC endpoint)",
+    )
 
 
 def _code(error: Exception) -> str:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from app import report
-from app.checks.base import Stage, Status
+from app.checks.base import Probe, Stage, Status
 from app.checks.s3 import PROBE_PREFIX, S3Target
 from app.config import ConfigError, parse_targets
 from app.results import Result
 from app.runner import check_target, run_targets
-from tests.servers import StallServer
+from tests.servers import CuttingProxy, StallServer
 from tests.services.s3 import OTHER_REGION, S3Server
 
 pytestmark = pytest.mark.integration
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.integration
 def no_ambient_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """The credential chain sees only what a test gives it, and never asks an instance metadata endpoint."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
@@ -60,6 +65,27 @@ def probe_objects(server: S3Server, bucket: str | None = None) -> list[str]:
 
 def steps(result: Result) -> list[tuple[str, Status]]:
     return [(step.name, step.status) for step in result.steps]
+
+
+def port_of(server: S3Server) -> int:
+    return int(urlsplit(server.endpoint).port or 0)
+
+
+def web_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts_url: str) -> None:
+    """IRSA as EKS sets it up (a role to assume with a projected token), with STS at a local address."""
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0ZXN0In0.")
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/airia-test-pod")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts_url)
+
+
+def wait_for_check_thread(name: str, within: float) -> None:
+    """The thread the runner ran target `name` in has ended: every request of the check has given up."""
+    for thread in threading.enumerate():
+        if thread.name == f"check-{name}":
+            thread.join(within)
+            assert not thread.is_alive(), f"the check of {name} still runs {within} s after its result"
 
 
 # --- passing ---------------------------------------------------------------------------------------
@@ -100,6 +126,36 @@ async def test_no_credentials_anywhere_fails_at_auth(s3: S3Server) -> None:
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
     assert result.cause.startswith("no AWS credentials")
     assert "eks.amazonaws.com/role-arn" in result.remediation
+
+
+async def test_web_identity_whose_sts_is_unreachable_fails_at_auth_naming_the_chain(
+    s3: S3Server, closed_port: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    web_identity(monkeypatch, tmp_path, f"http://127.0.0.1:{closed_port}")
+    result = await check_target(target(s3, role=None))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert steps(result)[-1] == ("auth", Status.FAILED)
+    assert result.cause == (
+        f'the pod\'s AWS credential chain failed: Could not connect to the endpoint URL: "http://127.0.0.1:{closed_port}/"'
+    )
+    assert "sts.<region>.amazonaws.com" in result.remediation
+
+
+async def test_web_identity_whose_sts_never_answers_gives_up_with_the_check(
+    s3: S3Server, stall: StallServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    web_identity(monkeypatch, tmp_path, f"http://127.0.0.1:{stall.port}")
+    result = await check_target(target(s3, name="sts-stalled", role=None, timeout=1))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    wait_for_check_thread("sts-stalled", within=0.5)  # botocore's own STS client: 60 s reads, 5 attempts
+
+
+def test_clients_botocore_makes_itself_inherit_the_deadline() -> None:
+    store = S3Target(name="store", kind="s3", bucket="airia-data")
+    config = store._session(Probe(deadline=time.monotonic() + 7)).get_default_client_config()
+    assert 6.5 < config.connect_timeout <= 7
+    assert 6.5 < config.read_timeout <= 7
+    assert config.retries == {"total_max_attempts": 1}
 
 
 async def test_unknown_access_key_is_invalid_access_key_id(s3: S3Server) -> None:
@@ -169,6 +225,21 @@ async def test_virtual_hosted_style_without_wildcard_dns_fails_at_resolve(s3: S3
     assert (result.status, result.stage) == (Status.FAILED, Stage.RESOLVE)
     assert result.cause.startswith(f"{s3.bucket}.localhost does not resolve")
     assert "addressing_style: path" in result.remediation
+
+
+async def test_put_whose_answer_is_lost_is_deleted_after_the_deadline(s3: S3Server) -> None:
+    proxy = CuttingProxy(port_of(s3), f"PUT /{s3.bucket}/{PROBE_PREFIX}".encode(), hang=True)
+    try:
+        endpoint = f"http://127.0.0.1:{proxy.port}"
+        result = await check_target(target(s3, name="lost-put", endpoint_url=endpoint, timeout=2))
+        assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+        assert steps(result)[-1] == ("write", Status.FAILED)
+        assert proxy.cut == 1  # the server stored the object; its answer never arrived
+        key = str(result.facts["probe_key"])
+        wait_for_check_thread("lost-put", within=3)
+        assert key not in probe_objects(s3)
+    finally:
+        proxy.close()
 
 
 # --- TLS ----------------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ async def check_target(target: Target) -> Result:
     if done:
         failure = _failure_of(outcome.exception(), probe)
     else:  # only the runner's own deadline is a timeout; a TimeoutError the check raised is its own failure
+        # what the thread raises after this no longer matters: retrieve it, so asyncio never prints it unredacted
+        outcome.add_done_callback(lambda late: late.cancelled() or late.exception())
         step = probe.step_name or probe.stage.value
         failure = CheckFailed(
             probe.stage, f"{step} did not finish within {timeout:g} s", TIMEOUT_REMEDIATION[probe.stage]

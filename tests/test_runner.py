@@ -7,6 +7,7 @@ controls, to pin down the runner's own rules (a hang at a given stage, an unexpe
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from typing import Literal
@@ -30,6 +31,9 @@ class Scripted(Target):
         with probe.step("connect", Stage.CONNECT):
             probe.facts["secret_echo"] = f"token={self.password.get_secret_value()}"
         with probe.step("login", Stage.AUTH):
+            if self.behaviour == "hang-then-fail":
+                threading.Event().wait(probe.remaining() + 0.3)
+                raise RuntimeError(f"too late, with {self.password.get_secret_value()}")
             if self.behaviour == "hang":
                 threading.Event().wait(probe.remaining() + 1)  # overruns its deadline
             elif self.behaviour == "fail":
@@ -66,6 +70,18 @@ async def test_hung_check_fails_on_time_at_the_stage_it_reached() -> None:
     assert result.cause == "login did not finish within 0.3 s"
     assert result.steps[-1].name == "login" and result.steps[-1].status == Status.FAILED
     assert result.steps[-1].duration_ms >= 250
+
+
+async def test_an_error_after_the_deadline_is_never_printed(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "late-Planted-Secret-77"
+    target = Scripted(name="late", behaviour="hang-then-fail", password=SecretStr(secret), timeout=0.2)
+    result = await check_target(target)
+    assert result.status == Status.FAILED
+    await asyncio.sleep(0.6)  # the thread raises after the deadline; the loop runs its callbacks
+    gc.collect()  # asyncio reports an unretrieved exception when its future is collected
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
+    assert secret not in caplog.text
 
 
 async def test_hung_checks_do_not_delay_each_other() -> None:

@@ -220,6 +220,15 @@ def test_third_party_actions_are_pinned_by_commit_with_a_version_comment() -> No
 
 
 @pytest.mark.parametrize(("name", "workflow"), workflows())
+def test_artifacts_survive_a_re_run(name: str, workflow: dict[Any, Any]) -> None:
+    """upload-artifact v4+ refuses a name that exists on the run, and a re-run job is the same run."""
+    for job_name, _, step in steps(workflow):
+        if step.get("uses", "").startswith("actions/upload-artifact@"):
+            upload = step["with"]
+            assert "github.run_attempt" in upload["name"] or upload.get("overwrite") is True, (name, job_name)
+
+
+@pytest.mark.parametrize(("name", "workflow"), workflows())
 def test_checkout_keeps_no_credentials_unless_the_job_pushes(name: str, workflow: dict[Any, Any]) -> None:
     for job_name, job, step in steps(workflow):
         if not step.get("uses", "").startswith("actions/checkout@"):

@@ -18,6 +18,7 @@ from tests.pipeline.conftest import ROOT, SCRIPTS
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
+LOCAL_ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 EXPECTED_WORKFLOWS = {
     "test.yml",
     "security.yml",
@@ -85,7 +86,7 @@ def test_actionlint_with_shellcheck_passes() -> None:
 
 
 def test_zizmor_offline_finds_nothing_above_low() -> None:
-    result = zizmor(*files_to_lint(WORKFLOWS), DEPENDABOT)
+    result = zizmor(*files_to_lint(WORKFLOWS), *LOCAL_ACTIONS, DEPENDABOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -94,11 +95,17 @@ def test_workflows_match_the_github_workflow_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_local_actions_match_the_github_action_schema() -> None:
+    assert LOCAL_ACTIONS, "the local actions are gone: .github/actions/*/action.yml"
+    result = jsonschema("vendor.github-actions", *LOCAL_ACTIONS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dependabot_matches_its_schema_and_covers_every_ecosystem() -> None:
     result = jsonschema("vendor.dependabot", DEPENDABOT)
     assert result.returncode == 0, result.stdout + result.stderr
     ecosystems = {update["package-ecosystem"] for update in yaml.safe_load(DEPENDABOT.read_text())["updates"]}
-    assert ecosystems == {"pip", "docker", "github-actions"}
+    assert ecosystems == {"pip", "docker", "docker-compose", "github-actions"}
 
 
 def test_an_empty_workflow_directory_fails_instead_of_passing(tmp_path: Path) -> None:
@@ -210,6 +217,15 @@ def test_third_party_actions_are_pinned_by_commit_with_a_version_comment() -> No
     assert len(pins) > 10
     for action in {pin.split("@")[0] for pin in pins}:  # one pin per action across the workflows
         assert len({pin for pin in pins if pin.startswith(f"{action}@")}) == 1, action
+
+
+@pytest.mark.parametrize(("name", "workflow"), workflows())
+def test_artifacts_survive_a_re_run(name: str, workflow: dict[Any, Any]) -> None:
+    """upload-artifact v4+ refuses a name that exists on the run, and a re-run job is the same run."""
+    for job_name, _, step in steps(workflow):
+        if step.get("uses", "").startswith("actions/upload-artifact@"):
+            upload = step["with"]
+            assert "github.run_attempt" in upload["name"] or upload.get("overwrite") is True, (name, job_name)
 
 
 @pytest.mark.parametrize(("name", "workflow"), workflows())

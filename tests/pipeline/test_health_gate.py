@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.deploy.tools import require
 from tests.deploy.tools import run as run_tool
-from tests.pipeline.conftest import ROOT, Receiver, json_response
+from tests.pipeline.helpers import ROOT, Receiver, json_response
 from tests.servers import StallServer, free_port
 
 POLICY = Policy(deadline=60, failures=3, window=30, max_restarts=1, successes=3)

@@ -14,7 +14,7 @@ import health_gate
 import pytest
 import yaml
 
-from tests.pipeline.conftest import ROOT, SCRIPTS
+from tests.pipeline.helpers import ROOT, SCRIPTS
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"

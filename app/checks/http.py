@@ -114,13 +114,15 @@ class HttpTarget(Target):
                 client.event_hooks["request"].append(_keep_headers_on_origin(self.url, list(headers)))
             answer = exchange(probe, client, self.method, self.url, headers=headers)
         probe.facts.update(
-            status=answer.status,
-            **{facts.LATENCY_MS: answer.latency_ms},
-            final_url=answer.url,
-            redirects=answer.redirects,
-            server=clean_remote_text(answer.headers.get("server", "")),
-            content_type=clean_remote_text(answer.headers.get("content-type", "")),
-            body_bytes=len(answer.body),
+            {
+                "status": answer.status,
+                facts.LATENCY_MS: answer.latency_ms,
+                "final_url": answer.url,
+                "redirects": answer.redirects,
+                "server": clean_remote_text(answer.headers.get("server", "")),
+                "content_type": clean_remote_text(answer.headers.get("content-type", "")),
+                "body_bytes": len(answer.body),
+            }
         )
 
         with probe.step("status", Stage.OPERATION):
@@ -250,7 +252,6 @@ def exchange(
 
 _TIMEOUTS = {
     Stage.CONNECT: ("no answer from {where} before the timeout", DROPPED),
-    Stage.TLS: ("no answer to the TLS handshake before the timeout", NO_ANSWER[Stage.TLS]),
     Stage.OPERATION: (
         "{where} accepted the request but did not answer before the timeout",
         NO_ANSWER[Stage.OPERATION],
@@ -298,6 +299,8 @@ class _Phases(ExitStack):
         stage, where = self.probe.stage, f"{self.host}:{self.port}"
         ssl_error = find_cause(error, ssl.SSLError)
         os_error = find_cause(error, OSError)
+        if isinstance(error, httpx.TimeoutException) and stage == Stage.TLS:
+            return tls_failure(TimeoutError(), self.host)
         if isinstance(error, httpx.TimeoutException):
             cause, remediation = _TIMEOUTS.get(stage, _TIMEOUTS[Stage.OPERATION])
             return CheckFailed(stage, cause.format(where=where), remediation)

@@ -7,13 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.servers import StallServer, free_port
+from tests.services import SERVICES
 
-pytest_plugins: list[str] = [
-    "tests.services.postgres",
-    "tests.services.cassandra",
-    "tests.services.azurite",
-    "tests.services.s3",
-]
+pytest_plugins: list[str] = [f"tests.services.{name}" for name in SERVICES]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pydantic import FilePath, SecretStr, StringConstraints, model_validator
 
 from app.checks.base import CheckFailed, Probe, Scalar, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
-from app.checks.net import resolve
+from app.checks.net import default_port, resolve
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s?#]+$")]
 DeploymentName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 ApiVersion = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")]
-CallKind = Literal["chat", "embedding"]
+Api = Literal["chat", "embedding"]  # the two APIs a target is checked on
 PROMPT = "Reply with one word: ready"
 MODELS_RESERVE = 1.0  # seconds kept back from the /models lookup to report the failure it decorates
 
@@ -57,7 +57,7 @@ class OpenaiTarget(Target):
 
     def check(self, probe: Probe) -> None:
         url = urlsplit(self.base_url)
-        resolve(probe, url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+        resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
         with open_client(probe, self.ca_file) as client:
             chat = self._call(probe, client, "chat", self.model or self.deployment or "")
             if chat is not None:
@@ -76,9 +76,9 @@ class OpenaiTarget(Target):
                         embedding_tokens=_count((embedding.get("usage") or {}).get("prompt_tokens")),
                     )
 
-    def _call(self, probe: Probe, client: httpx.Client, kind: CallKind, name: str) -> dict[str, Any] | None:
+    def _call(self, probe: Probe, client: httpx.Client, api: Api, name: str) -> dict[str, Any] | None:
         """One API call, judged in its own step; None when it was rate limited (a warning already noted)."""
-        call, endpoint = ("chat completion", "chat/completions") if kind == "chat" else ("embedding", "embeddings")
+        call, endpoint = ("chat completion", "chat/completions") if api == "chat" else ("embedding", "embeddings")
         key = self.api_key.get_secret_value()
         if self.provider == "azure":
             url = f"{self.base_url.rstrip('/')}/openai/deployments/{name}/{endpoint}?api-version={self.api_version}"
@@ -87,13 +87,13 @@ class OpenaiTarget(Target):
             url = f"{self.base_url.rstrip('/')}/{endpoint}"
             headers = {"Authorization": f"Bearer {key}"}
         length_limit = "max_tokens"
-        answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(kind, name, length_limit))
-        if kind == "chat" and answer.status == 400 and _error(answer).get("param") == "max_tokens":
+        answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(api, name, length_limit))
+        if api == "chat" and answer.status == 400 and _error(answer).get("param") == "max_tokens":
             # newer OpenAI models reject max_tokens by name and want max_completion_tokens instead
             length_limit = "max_completion_tokens"
-            answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(kind, name, length_limit))
+            answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(api, name, length_limit))
         with probe.step(call, Stage.OPERATION):
-            probe.facts[f"{kind}_latency_ms"] = answer.latency_ms
+            probe.facts[f"{api}_latency_ms"] = answer.latency_ms
             if answer.status == 429 and _error(answer).get("code") != "insufficient_quota":
                 retry = answer.headers.get("retry-after")
                 probe.warn(
@@ -105,9 +105,9 @@ class OpenaiTarget(Target):
                 probe.note("rate limited (HTTP 429)")
                 return None
             if answer.status != 200:
-                raise self._failure(kind, call, name, answer, probe=probe, client=client)
+                raise self._failure(api, call, name, answer, probe=probe, client=client)
             document = _json(answer)
-            if not (_has_choices(document) if kind == "chat" else _has_embedding(document)):
+            if not (_has_choices(document) if api == "chat" else _has_embedding(document)):
                 raise CheckFailed(
                     Stage.OPERATION,
                     f"{call}: the answer is not an OpenAI {call} response: {answer.snippet or '(empty)'}",
@@ -119,7 +119,7 @@ class OpenaiTarget(Target):
             return document
 
     def _failure(
-        self, kind: CallKind, call: str, name: str, answer: Answer, *, probe: Probe, client: httpx.Client
+        self, api: Api, call: str, name: str, answer: Answer, *, probe: Probe, client: httpx.Client
     ) -> CheckFailed:
         status = answer.status
         cause = f"{call}: HTTP {status}: {_message(answer)}"
@@ -161,7 +161,7 @@ class OpenaiTarget(Target):
             return CheckFailed(
                 Stage.OPERATION,
                 cause,
-                f"the server rejects the request: check that '{name}' is a {kind} model"
+                f"the server rejects the request: check that '{name}' is a {api} model"
                 + (f" and that api_version {self.api_version} supports it" if self.provider == "azure" else ""),
             )
         if status >= 500:
@@ -174,8 +174,8 @@ class OpenaiTarget(Target):
         return CheckFailed(Stage.OPERATION, cause, f"unexpected answer from {where}: check base_url and provider")
 
 
-def _payload(kind: CallKind, name: str, length_limit: str) -> dict[str, Any]:
-    if kind == "chat":
+def _payload(api: Api, name: str, length_limit: str) -> dict[str, Any]:
+    if api == "chat":
         return {"model": name, "messages": [{"role": "user", "content": PROMPT}], length_limit: 1}
     return {"model": name, "input": PROMPT}
 

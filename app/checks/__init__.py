@@ -14,6 +14,7 @@ from app.checks.dns import DnsTarget
 from app.checks.http import HttpTarget
 from app.checks.openai import OpenaiTarget
 from app.checks.postgres import PostgresTarget
+from app.checks.proxy import ProxyTarget
 from app.checks.s3 import S3Target
 from app.checks.tcp import TcpTarget
 from app.checks.tls import TlsTarget
@@ -28,6 +29,7 @@ KINDS: tuple[type[Target], ...] = (
     CassandraTarget,
     AzureBlobTarget,
     S3Target,
+    ProxyTarget,
 )
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr, field_validator
 
 from app import __version__
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CheckFailed, Probe, Stage, Target, elapsed_ms, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect_failure, default_port, resolve, resolver_failure
 from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure
@@ -107,7 +107,8 @@ class HttpTarget(Target):
 
     def check(self, probe: Probe) -> None:
         url = urlsplit(self.url)
-        resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
+        if not proxy_env.ProxySettings.from_env().for_url(self.url):  # through a proxy, the proxy resolves the name
+            resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
         headers = {name: value.get_secret_value() for name, value in self.headers.items()}
         with open_client(probe, self.ca_file, follow_redirects=self.follow_redirects) as client:
             if self.follow_redirects:
@@ -188,7 +189,8 @@ class Answer:
 
 
 def open_client(probe: Probe, ca_file: Path | None, *, follow_redirects: bool = False) -> httpx.Client:
-    """An httpx client that trusts the system store (or ca_file), ignores proxy variables and never retries."""
+    """An httpx client that trusts the system store (or ca_file), goes through the proxy the environment names for
+    each URL (proxy_env's NO_PROXY rules, not httpx's) and never retries."""
     import httpx
 
     if ca_file is None:
@@ -197,7 +199,7 @@ def open_client(probe: Probe, ca_file: Path | None, *, follow_redirects: bool = 
         with probe.step("load ca_file", Stage.TLS):
             context = client_context(ca_file)
     return httpx.Client(
-        verify=context,
+        **proxy_env.httpx_args(context),
         timeout=httpx.Timeout(probe.remaining()),
         follow_redirects=follow_redirects,
         trust_env=False,
@@ -218,6 +220,7 @@ def exchange(
     import httpx
 
     request = client.build_request(method, url, headers=headers, json=json, timeout=probe.remaining())
+    proxy_env.record(probe, str(request.url))
     phases = _Phases(probe, request.url)
     request.extensions["trace"] = phases
     started = time.perf_counter()
@@ -262,6 +265,7 @@ _TIMEOUTS = {
 _STEPS = {
     "connection.connect_tcp.started": ("connect", Stage.CONNECT),
     "connection.start_tls.started": (HANDSHAKE_STEP, Stage.TLS),
+    "proxy.start_tls.started": (HANDSHAKE_STEP, Stage.TLS),  # through a proxy's CONNECT tunnel
     "http11.send_request_headers.started": ("http request", Stage.OPERATION),
 }
 
@@ -274,6 +278,7 @@ class _Phases(ExitStack):
         self.probe = probe
         self.in_step = False
         self.host, self.port = url.host, default_port(url.scheme, url.port)
+        self.destination = f"{self.host}:{self.port}"
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event in _STEPS:
@@ -283,7 +288,7 @@ class _Phases(ExitStack):
         if event == "connection.connect_tcp.started":
             self.host, self.port = info["host"], info["port"]
             self.probe.note(f"{self.host}:{self.port}")
-        elif event == "connection.start_tls.complete":
+        elif event in ("connection.start_tls.complete", "proxy.start_tls.complete"):
             ssl_object = info["return_value"].get_extra_info("ssl_object")
             cipher = ssl_object.cipher()
             self.probe.note(f"{ssl_object.version()}, {cipher[0] if cipher else 'no cipher'}")
@@ -304,6 +309,8 @@ class _Phases(ExitStack):
         if isinstance(error, httpx.TimeoutException):
             cause, remediation = _TIMEOUTS.get(stage, _TIMEOUTS[Stage.OPERATION])
             return CheckFailed(stage, cause.format(where=where), remediation)
+        if isinstance(error, httpx.ProxyError):  # the proxy answered CONNECT with something other than 2xx
+            return proxy_env.refusal(str(error), f"{self.host}:{self.port}", self.destination)
         underlying = ssl_error or os_error
         if stage == Stage.TLS and underlying is not None:
             return tls_failure(underlying, self.host)
@@ -339,7 +346,9 @@ def _unexpected_status(answer: Answer, expected: list[int]) -> CheckFailed:
         )
     if answer.snippet:
         cause += f": {answer.snippet}"
-    if status in (401, 407):
+    if status == 407:
+        return CheckFailed(Stage.AUTH, cause, proxy_env.PROXY_AUTH)
+    if status == 401:
         return CheckFailed(Stage.AUTH, cause, "the server wants credentials or rejects them: check the headers")
     if status == 403:
         return CheckFailed(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target, elapsed_ms
 from app.checks.net import NO_ANSWER, connect, resolve
 from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure
@@ -109,6 +109,7 @@ class PostgresTarget(Target):
 
     def check(self, probe: Probe) -> None:
         probe.facts["sslmode"] = self.sslmode
+        proxy_env.warn_if_proxied(probe, self.host, self.port)
         addresses = resolve(probe, self.host, self.port)
         # libpq's order of attempts: allow tries plaintext first, prefer falls back to plaintext
         attempts = {"disable": [False], "allow": [False, True], "prefer": [True, False]}.get(self.sslmode, [True])

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 from pydantic import FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CLEAN_UP_GRACE, CheckFailed, Probe, Stage, Target, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect, default_port, resolve
-from app.checks.tls import handshake_step, tls_failure
+from app.checks.tls import handshake_step, tls_failure, trust_file
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -140,14 +140,19 @@ class S3Target(Target):
         return self
 
     def check(self, probe: Probe) -> None:
+        from botocore.config import Config
+
         _quiet_botocore_debug()
         session = self._session(probe)
         url = urlsplit(self._request_url(session))
+        # every client of the session, those botocore makes itself included, takes this proxy decision
+        routed = Config(proxies=proxy_env.botocore_proxies(url.geturl()))
+        session.set_default_client_config(session.get_default_client_config().merge(routed))
         host, port = url.hostname or "", default_port(url.scheme, url.port)
         probe.facts[facts.ENDPOINT] = f"{url.scheme}://{url.netloc}"
         probe.facts["addressing"] = "virtual" if host.startswith(self.bucket + ".") else "path"
         try:
-            addresses = resolve(probe, host, port)
+            addresses = [] if proxy_env.ProxySettings.from_env().for_url(url.geturl()) else resolve(probe, host, port)
         except CheckFailed as failure:
             if probe.facts["addressing"] == "virtual" and self.endpoint_url:
                 failure.remediation = (
@@ -155,9 +160,10 @@ class S3Target(Target):
                     f"addressing_style: path, as most S3-compatible stores need, or add a wildcard DNS record"
                 )
             raise
-        with connect(probe, host, port, addresses) as sock:
-            if url.scheme == "https":
-                handshake_step(probe, sock, host, ca_file=self.ca_file, verify=self.tls_verify)
+        if not proxy_env.record(probe, url.geturl()):  # through a proxy, a direct connection would prove nothing
+            with connect(probe, host, port, addresses) as sock:
+                if url.scheme == "https":
+                    handshake_step(probe, sock, host, ca_file=self.ca_file, verify=self.tls_verify)
         self._auth(probe, session)
         self._bucket(probe, session)
         self._round_trip(probe, session)
@@ -207,7 +213,8 @@ class S3Target(Target):
             retries={"total_max_attempts": 1, "mode": "standard"},
             s3={"addressing_style": self.addressing_style},
         )
-        verify: bool | str = str(self.ca_file) if self.ca_file else self.tls_verify
+        # ca_file wins; else the system store plus the CA bundle, unless tls_verify: false
+        verify: bool | str = (trust_file(self.ca_file) or True) if self.ca_file or self.tls_verify else False
         client = session.create_client(
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config, verify=verify
         )

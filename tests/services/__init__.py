@@ -14,7 +14,13 @@ import os
 
 import pytest
 
-SERVICES: list[str] = ["postgres", "cassandra", "azurite", "s3"]  # module names under tests.services, in install order
+SERVICES: list[str] = [
+    "postgres",
+    "cassandra",
+    "azurite",
+    "s3",
+    "proxy",
+]  # module names under tests.services, in install order
 
 
 def unavailable(service: str, why: str) -> None:

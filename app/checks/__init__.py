@@ -15,6 +15,7 @@ from app.checks.http import HttpTarget
 from app.checks.openai import OpenaiTarget
 from app.checks.postgres import PostgresTarget
 from app.checks.proxy import ProxyTarget
+from app.checks.registry import RegistryTarget
 from app.checks.s3 import S3Target
 from app.checks.tcp import TcpTarget
 from app.checks.tls import TlsTarget
@@ -30,6 +31,7 @@ KINDS: tuple[type[Target], ...] = (
     AzureBlobTarget,
     S3Target,
     ProxyTarget,
+    RegistryTarget,
 )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import FilePath, SecretStr, StringConstraints, model_validator
 
+from app.checks import proxy_env
 from app.checks.base import CheckFailed, Probe, Scalar, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
 from app.checks.net import default_port, resolve
@@ -57,7 +58,8 @@ class OpenaiTarget(Target):
 
     def check(self, probe: Probe) -> None:
         url = urlsplit(self.base_url)
-        resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
+        if not proxy_env.ProxySettings.from_env().for_url(self.base_url):  # else the proxy resolves the name
+            resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
         with open_client(probe, self.ca_file) as client:
             chat = self._call(probe, client, "chat", self.model or self.deployment or "")
             if chat is not None:

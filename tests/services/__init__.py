@@ -20,6 +20,7 @@ SERVICES: list[str] = [
     "azurite",
     "s3",
     "proxy",
+    "registry",
 ]  # module names under tests.services, in install order
 
 

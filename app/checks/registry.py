@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -61,7 +62,8 @@ class RegistryTarget(Target):
     url: HttpUrl  # https://registry.example.com (the API is at /v2/)
     images: list[Annotated[str, AfterValidator(_reference)]] = Field(default_factory=list)
     platforms: list[Annotated[str, AfterValidator(_platform)]] = Field(default_factory=lambda: ["linux/amd64"])
-    docker_config: FilePath | None = None  # a .dockerconfigjson, as mounted from the pull Secret
+    # a .dockerconfigjson, as the chart mounts the pull Secret; read at check time (a Secret mounted later counts)
+    docker_config: Path | None = None
     username: str | None = None
     password: SecretStr | None = None
     ca_file: FilePath | None = None
@@ -98,6 +100,13 @@ class RegistryTarget(Target):
         if self.docker_config is None:
             return "", ""
         host = urlsplit(self.url).netloc
+        if not self.docker_config.is_file():
+            raise CheckFailed(
+                Stage.AUTH,
+                f"docker_config {self.docker_config} does not exist",
+                "mount the pull Secret (the chart's registryCredentials.secret mounts it at "
+                "/etc/airia-test-pod/registry/.dockerconfigjson)",
+            )
         try:
             auths = json.loads(self.docker_config.read_text()).get("auths", {})
         except (OSError, ValueError, AttributeError) as error:

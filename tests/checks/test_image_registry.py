@@ -63,6 +63,11 @@ def test_credentials_come_from_the_pull_secrets_dockerconfigjson(oci_registry: O
         Stage.AUTH,
         f"docker_config has no credentials for {host} (it has registry.example:5000)",
     )
+    absent = run_check(registry(oci_registry.basic_url, docker_config=tmp_path / "absent.json"))
+    assert (absent.stage, absent.cause) == (Stage.AUTH, f"docker_config {tmp_path / 'absent.json'} does not exist")
+    (tmp_path / "broken.json").write_text("{not json")
+    broken = run_check(registry(oci_registry.basic_url, docker_config=tmp_path / "broken.json"))
+    assert broken.cause.endswith("is not a .dockerconfigjson (JSONDecodeError)")
 
 
 def test_wrong_or_missing_credentials_fail_at_auth(oci_registry: OciRegistry, tmp_path: Path) -> None:

@@ -316,6 +316,13 @@ class _Phases(ExitStack):
             return tls_failure(underlying, self.host)
         if isinstance(os_error, socket.gaierror):
             return resolver_failure(self.host, os_error)
+        if isinstance(error, httpx.ConnectError) and where != self.destination:  # the connection was to the proxy
+            failure = connect_failure(self.host, int(self.port), os_error)
+            return CheckFailed(
+                Stage.CONNECT,
+                f"the proxy: {failure.cause}",
+                "check HTTPS_PROXY / HTTP_PROXY (the chart's proxy values) and that the pod may reach the proxy",
+            )
         if isinstance(error, httpx.ConnectError):
             return connect_failure(self.host, int(self.port), os_error)
         if isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):

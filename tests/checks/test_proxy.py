@@ -163,7 +163,8 @@ def test_a_proxy_that_is_down_fails_at_connect_naming_the_proxy(
     result = run_check(http(plain.url))
     assert result.status == Status.FAILED
     assert result.stage == Stage.CONNECT
-    assert result.cause == f"cannot connect to 127.0.0.1:{port}: Connection refused"
+    assert result.cause == f"the proxy: cannot connect to 127.0.0.1:{port}: Connection refused"
+    assert result.remediation.startswith("check HTTPS_PROXY / HTTP_PROXY")
 
 
 def test_proxy_authentication_is_named_for_tunnels_and_plain_requests(

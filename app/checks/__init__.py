@@ -4,10 +4,15 @@ from typing import Annotated
 
 from pydantic import Field
 
+from app.checks.anthropic import AnthropicTarget
 from app.checks.azure_blob import AzureBlobTarget
+from app.checks.bedrock import BedrockTarget
 from app.checks.cassandra import CassandraTarget
 from app.checks.dns import DnsTarget
+from app.checks.document_intelligence import DocumentIntelligenceTarget
+from app.checks.gemini import GeminiTarget
 from app.checks.http import HttpTarget
+from app.checks.mistral import MistralTarget
 from app.checks.openai import OpenaiTarget
 from app.checks.postgres import PostgresTarget
 from app.checks.s3 import S3Target
@@ -23,6 +28,11 @@ AnyTarget = Annotated[
     | OpenaiTarget
     | CassandraTarget
     | AzureBlobTarget
-    | S3Target,
+    | S3Target
+    | AnthropicTarget
+    | BedrockTarget
+    | GeminiTarget
+    | MistralTarget
+    | DocumentIntelligenceTarget,
     Field(discriminator="kind"),
 ]

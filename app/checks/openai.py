@@ -7,12 +7,14 @@ clears by itself. A spent quota (code `insufficient_quota`) fails: nothing will 
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import FilePath, SecretStr, StringConstraints, model_validator
+from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
 
+from app.checks.ai import PROMPT, TEST_IMAGE, VISION_PROMPT, embedding_facts
 from app.checks.base import CheckFailed, Probe, Scalar, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
 from app.checks.net import resolve
@@ -24,8 +26,8 @@ if TYPE_CHECKING:
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s?#]+$")]
 DeploymentName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 ApiVersion = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")]
-CallKind = Literal["chat", "embedding"]
-PROMPT = "Reply with one word: ready"
+CallKind = Literal["chat", "vision", "embedding"]
+_CALLS = {"chat": ("chat completion", "chat/completions"), "vision": ("vision", "chat/completions")}
 MODELS_RESERVE = 1.0  # seconds kept back from the /models lookup to report the failure it decorates
 
 
@@ -41,6 +43,8 @@ class OpenaiTarget(Target):
     deployment: DeploymentName | None = None  # azure
     embedding_deployment: DeploymentName | None = None  # azure
     api_version: ApiVersion | None = None  # azure
+    vision: bool = False  # also send a tiny image to the chat model (deployment), as vision features do
+    embedding_dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None  # what the platform's index expects
     ca_file: FilePath | None = None
 
     @model_validator(mode="after")
@@ -67,18 +71,21 @@ class OpenaiTarget(Target):
                     chat_prompt_tokens=_count(usage.get("prompt_tokens")),
                     chat_completion_tokens=_count(usage.get("completion_tokens")),
                 )
+            if self.vision:
+                seen = self._call(probe, client, "vision", self.model or self.deployment or "")
+                if seen is not None:
+                    usage = seen.get("usage") or {}
+                    probe.facts["vision_prompt_tokens"] = _count(usage.get("prompt_tokens"))
             embedding_name = self.embedding_model or self.embedding_deployment
             if embedding_name is not None:
                 embedding = self._call(probe, client, "embedding", embedding_name)
                 if embedding is not None:
-                    probe.facts.update(
-                        embedding_dimensions=len(embedding["data"][0]["embedding"]),
-                        embedding_tokens=_count((embedding.get("usage") or {}).get("prompt_tokens")),
-                    )
+                    tokens = (embedding.get("usage") or {}).get("prompt_tokens")
+                    embedding_facts(probe, embedding["data"][0]["embedding"], tokens, self.embedding_dimensions)
 
     def _call(self, probe: Probe, client: httpx.Client, kind: CallKind, name: str) -> dict[str, Any] | None:
         """One API call, judged in its own step; None when it was rate limited (a warning already noted)."""
-        call, endpoint = ("chat completion", "chat/completions") if kind == "chat" else ("embedding", "embeddings")
+        call, endpoint = _CALLS.get(kind, ("embedding", "embeddings"))
         key = self.api_key.get_secret_value()
         if self.provider == "azure":
             url = f"{self.base_url.rstrip('/')}/openai/deployments/{name}/{endpoint}?api-version={self.api_version}"
@@ -88,7 +95,7 @@ class OpenaiTarget(Target):
             headers = {"Authorization": f"Bearer {key}"}
         length_limit = "max_tokens"
         answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(kind, name, length_limit))
-        if kind == "chat" and answer.status == 400 and _error(answer).get("param") == "max_tokens":
+        if kind != "embedding" and answer.status == 400 and _error(answer).get("param") == "max_tokens":
             # newer OpenAI models reject max_tokens by name and want max_completion_tokens instead
             length_limit = "max_completion_tokens"
             answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(kind, name, length_limit))
@@ -107,7 +114,7 @@ class OpenaiTarget(Target):
             if answer.status != 200:
                 raise self._failure(kind, call, name, answer, probe=probe, client=client)
             document = _json(answer)
-            if not (_has_choices(document) if kind == "chat" else _has_embedding(document)):
+            if not (_has_embedding(document) if kind == "embedding" else _has_choices(document)):
                 raise CheckFailed(
                     Stage.OPERATION,
                     f"{call}: the answer is not an OpenAI {call} response: {answer.snippet or '(empty)'}",
@@ -175,9 +182,13 @@ class OpenaiTarget(Target):
 
 
 def _payload(kind: CallKind, name: str, length_limit: str) -> dict[str, Any]:
-    if kind == "chat":
-        return {"model": name, "messages": [{"role": "user", "content": PROMPT}], length_limit: 1}
-    return {"model": name, "input": PROMPT}
+    if kind == "embedding":
+        return {"model": name, "input": PROMPT}
+    content: Any = PROMPT
+    if kind == "vision":
+        image = f"data:image/png;base64,{base64.b64encode(TEST_IMAGE).decode()}"
+        content = [{"type": "text", "text": VISION_PROMPT}, {"type": "image_url", "image_url": {"url": image}}]
+    return {"model": name, "messages": [{"role": "user", "content": content}], length_limit: 1}
 
 
 def _json(answer: Answer) -> dict[str, Any]:

@@ -24,7 +24,22 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "helm" / "airia-test-pod" / 
 
 # Every kind the product documents. A kind whose module has not landed yet gets an open schema, so the chart
 # can already carry it; it becomes closed the moment its model joins the union (and this file is regenerated).
-KINDS = ("tcp", "dns", "tls", "http", "openai", "postgres", "cassandra", "azure_blob", "s3")
+KINDS = (
+    "tcp",
+    "dns",
+    "tls",
+    "http",
+    "openai",
+    "anthropic",
+    "bedrock",
+    "gemini",
+    "mistral",
+    "document_intelligence",
+    "postgres",
+    "cassandra",
+    "azure_blob",
+    "s3",
+)
 COMMON_FIELDS = ("name", "kind", "required", "timeout", "description")
 STANDARD_FORMATS = {"date-time", "date", "time", "duration", "email", "hostname", "ipv4", "ipv6", "uri", "uuid"}
 _DROPPED_KEYWORDS = {"title", "default", "examples"}

@@ -1,0 +1,321 @@
+"""bedrock: Amazon Bedrock runs the models: a 1-token Converse call, a vision Converse, an InvokeModel embedding.
+
+botocore signs every request (SigV4) with static keys or the pod's credential chain (IRSA, environment,
+instance role), which is resolved first so that its own failure is named as such. Each call gets a client whose
+timeouts are the time left on the probe and that never retries. Converse takes the same body for every chat
+model; InvokeModel embeddings take the body of the model's family (Titan or Cohere). Refusals are classified
+by Bedrock's error code: AccessDeniedException is a model not granted in the region (or an IAM denial).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, FilePath, SecretStr, StringConstraints, field_validator, model_validator
+
+from app.checks.ai import (
+    OVERLOADED,
+    PROMPT,
+    QUOTA_SPENT,
+    RATE_LIMITED,
+    SERVICE_FAILED,
+    TEST_IMAGE,
+    VISION_PROMPT,
+    Call,
+    Refusal,
+    Rule,
+    Rules,
+    chat_facts,
+    embedding_facts,
+    is_vector,
+    judge,
+)
+from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.net import connect_failure, resolve
+from app.checks.s3 import _chain_failure, _quiet_botocore_debug, _shared_loader
+from app.checks.tls import ssl_error_in, tls_failure
+from app.sanitization import clean_remote_text
+
+if TYPE_CHECKING:
+    from botocore.session import Session
+
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9._:/-]+$")]
+EmbeddingFamily = Literal["titan", "cohere"]
+_FAMILIES: dict[EmbeddingFamily, re.Pattern[str]] = {
+    "titan": re.compile(r"(^|[./])amazon\.titan-embed-"),
+    "cohere": re.compile(r"(^|[./])cohere\.embed-"),
+}
+
+_CREDENTIALS = Rule(
+    Stage.AUTH,
+    "AWS does not accept the credentials: check access_key_id and secret_access_key (or the role the pod "
+    "assumes), that the session token is current, and that the node's clock is right",
+)
+RULES: Rules = {
+    "UnrecognizedClientException": _CREDENTIALS,
+    "InvalidSignatureException": _CREDENTIALS,
+    "IncompleteSignature": _CREDENTIALS,
+    "ExpiredTokenException": _CREDENTIALS,
+    "AccessDeniedException": Rule(
+        Stage.PERMISSION,
+        "request access to '{model}' in the Bedrock console's Model access page for region {region}, and allow "
+        "bedrock:InvokeModel on it to the identity the pod uses",
+    ),
+    "ResourceNotFoundException": Rule(
+        Stage.OPERATION, "'{model}' is not offered in region {region}: check the model id and the region"
+    ),
+    "ValidationException": Rule(
+        Stage.OPERATION,
+        "Bedrock rejects the request for '{model}' in {region}: check the model id (some models need an inference "
+        "profile id such as us.<model id>) and that it is a {call} model",
+    ),
+    "ThrottlingException": RATE_LIMITED,
+    "ServiceQuotaExceededException": QUOTA_SPENT,
+    "ModelNotReadyException": OVERLOADED,
+    "ServiceUnavailableException": OVERLOADED,
+    "ModelTimeoutException": SERVICE_FAILED,
+    "ModelErrorException": SERVICE_FAILED,
+    "InternalServerException": SERVICE_FAILED,
+}
+
+
+class BedrockTarget(Target):
+    default_timeout: ClassVar[float] = 30.0
+
+    kind: Literal["bedrock"]
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+    model: ModelId  # a chat model or inference profile id, e.g. us.anthropic.claude-3-5-haiku-20241022-v1:0
+    embedding_model: ModelId | None = None  # e.g. amazon.titan-embed-text-v2:0 or cohere.embed-english-v3
+    embedding_dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None  # what the platform's index expects
+    vision: bool = False
+    endpoint_url: str | None = None  # a VPC endpoint; default: bedrock-runtime.<region>.amazonaws.com
+    access_key_id: Annotated[str, StringConstraints(pattern=r"^\S{1,128}$")] | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    ca_file: FilePath | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _plain_endpoint(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+                raise ValueError("must be an http:// or https:// URL with a host and no credentials")
+        return url
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _known_family(cls, model: str | None) -> str | None:
+        if model is not None and _family(model) is None:
+            raise ValueError(
+                "must be a Titan (amazon.titan-embed-...) or Cohere (cohere.embed-...) embedding model: "
+                "their request bodies are the ones this check knows"
+            )
+        return model
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BedrockTarget:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError(
+                "access_key_id and secret_access_key go together; leave both out to use the pod's AWS "
+                "credential chain (IRSA, environment, instance role)"
+            )
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("session_token needs access_key_id and secret_access_key")
+        return self
+
+    def check(self, probe: Probe) -> None:
+        _quiet_botocore_debug()
+        session = self._session(probe)
+        with self._client(session, probe.remaining()) as client:
+            endpoint = urlsplit(str(client.meta.endpoint_url))
+        host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+        probe.facts["endpoint"] = f"{endpoint.scheme}://{endpoint.netloc}"
+        resolve(probe, host, port)
+        self._credentials(probe, session)
+        self._converse(probe, session, "chat", [{"text": PROMPT}])
+        if self.vision:
+            image = {"image": {"format": "png", "source": {"bytes": TEST_IMAGE}}}
+            self._converse(probe, session, "vision", [image, {"text": VISION_PROMPT}])
+        if self.embedding_model is not None:
+            self._embed(probe, session, self.embedding_model)
+
+    def _session(self, probe: Probe) -> Session:
+        import botocore.session
+        from botocore.config import Config
+
+        session = botocore.session.Session()
+        remaining = probe.remaining()  # inherited by STS for a web identity (IRSA), which botocore creates itself
+        session.set_default_client_config(
+            Config(connect_timeout=remaining, read_timeout=remaining, retries={"total_max_attempts": 1})
+        )
+        session.register_component("data_loader", _shared_loader())
+        if self.access_key_id and self.secret_access_key:
+            token = self.session_token.get_secret_value() if self.session_token else None
+            session.set_credentials(self.access_key_id, self.secret_access_key.get_secret_value(), token)
+        return session
+
+    @contextlib.contextmanager
+    def _client(self, session: Session, timeout: float) -> Iterator[Any]:
+        """A bedrock-runtime client whose sockets give up after `timeout` and that never retries; closed after use."""
+        from botocore.config import Config
+
+        config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1})
+        client = session.create_client(
+            "bedrock-runtime",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            config=config,
+            verify=str(self.ca_file) if self.ca_file else True,
+        )
+        with contextlib.closing(client):
+            yield client
+
+    def _credentials(self, probe: Probe, session: Session) -> None:
+        """The credentials to sign with: the static keys, or what the pod's chain finds (STS for IRSA)."""
+        with probe.step("credentials", Stage.AUTH):
+            try:
+                credentials = session.get_credentials()
+                if credentials is not None:
+                    credentials.get_frozen_credentials()
+            except Exception as error:
+                raise _chain_failure(error) from None
+            if credentials is None:
+                raise CheckFailed(
+                    Stage.AUTH,
+                    "no AWS credentials: none are configured and the pod's credential chain found none",
+                    "set access_key_id and secret_access_key, or give the pod a role: with IRSA, annotate its "
+                    "ServiceAccount with eks.amazonaws.com/role-arn",
+                )
+            method = "explicit" if self.access_key_id else str(getattr(credentials, "method", "") or "unknown")
+            probe.facts["credentials"] = method
+            probe.note(method)
+
+    def _converse(self, probe: Probe, session: Session, call: Call, content: list[dict[str, Any]]) -> None:
+        with probe.step(call, Stage.OPERATION):
+            response = self._send(
+                probe,
+                session,
+                call,
+                self.model,
+                lambda client: client.converse(
+                    modelId=self.model,
+                    messages=[{"role": "user", "content": content}],
+                    inferenceConfig={"maxTokens": 1},
+                ),
+            )
+            if response is not None:
+                usage = response.get("usage") or {}
+                chat_facts(probe, call, self.model, usage.get("inputTokens"), usage.get("outputTokens"))
+
+    def _embed(self, probe: Probe, session: Session, model: str) -> None:
+        family = _family(model)
+        body = {"inputText": PROMPT} if family == "titan" else {"texts": [PROMPT], "input_type": "search_document"}
+        with probe.step("embedding", Stage.OPERATION):
+            response = self._send(
+                probe,
+                session,
+                "embedding",
+                model,
+                lambda client: client.invoke_model(
+                    modelId=model, body=json.dumps(body), contentType="application/json", accept="application/json"
+                ),
+            )
+            if response is None:
+                return
+            try:
+                document = json.loads(response["body"].read())
+            except ValueError:
+                document = {}
+            vector, tokens = _embedding_of(family, document)
+            if vector is None:
+                raise CheckFailed(
+                    Stage.OPERATION,
+                    f"embedding: the answer of '{model}' holds no embedding: {clean_remote_text(str(document), 200)}",
+                    "check that embedding_model is an embedding model",
+                )
+            embedding_facts(probe, vector, tokens, self.embedding_dimensions)
+
+    def _send(self, probe: Probe, session: Session, call: Call, model: str, request: Any) -> dict[str, Any] | None:
+        """One request on a fresh client with the time left; None when the refusal was only a warning."""
+        from botocore import exceptions
+
+        started = time.perf_counter()
+        host = urlsplit(str(probe.facts.get("endpoint", ""))).hostname or ""
+        try:
+            with self._client(session, probe.remaining()) as client:
+                response: dict[str, Any] = request(client)
+        except exceptions.ClientError as error:
+            probe.facts[f"{call}_latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            meta = error.response.get("ResponseMetadata", {})
+            details = error.response.get("Error", {})
+            refusal = Refusal(
+                int(meta.get("HTTPStatusCode") or 0),
+                str(details.get("Code") or ""),
+                clean_remote_text(str(details.get("Message") or "(no message)"), 300),
+                (meta.get("HTTPHeaders") or {}).get("retry-after"),
+            )
+            judge(probe, call, refusal, RULES, model=model, region=self.region)
+            return None
+        except exceptions.SSLError as error:
+            raise tls_failure(ssl_error_in(error) or OSError(str(error)), host) from None
+        except exceptions.ConnectTimeoutError:
+            raise connect_failure(host, _port(probe), TimeoutError()) from None
+        except exceptions.EndpointConnectionError as error:
+            raise connect_failure(host, _port(probe), _os_error(error)) from None
+        except exceptions.ReadTimeoutError:
+            raise CheckFailed(
+                Stage.OPERATION,
+                f"{call}: {host} accepted the request but did not answer before the timeout",
+                "Bedrock (or a proxy or VPC endpoint in front of it) is slow or stuck: check the endpoint and retry",
+            ) from None
+        except exceptions.HTTPClientError as error:
+            raise CheckFailed(
+                Stage.OPERATION,
+                f"{call}: {host} broke off the exchange: {clean_remote_text(str(error))}",
+                "a proxy or firewall in between may be cutting the connection: check the pod's egress path",
+            ) from None
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        probe.facts[f"{call}_latency_ms"] = latency
+        probe.note(f"answered in {latency:.0f} ms")
+        return response
+
+
+def _family(model: str) -> EmbeddingFamily | None:
+    return next((family for family, pattern in _FAMILIES.items() if pattern.search(model)), None)
+
+
+def _embedding_of(family: EmbeddingFamily | None, document: Any) -> tuple[list[Any] | None, Any]:
+    """The first vector and the input tokens, where each family puts them."""
+    if not isinstance(document, dict):
+        return None, None
+    if family == "titan":
+        vector = document.get("embedding")
+        return (vector if is_vector(vector) else None), document.get("inputTextTokenCount")
+    vectors = document.get("embeddings")
+    if isinstance(vectors, dict):  # Cohere with embedding_types answers {"float": [[...]]}
+        vectors = vectors.get("float")
+    first = vectors[0] if isinstance(vectors, list) and vectors else None
+    return (first if is_vector(first) else None), None
+
+
+def _port(probe: Probe) -> int:
+    endpoint = urlsplit(str(probe.facts.get("endpoint", "")))
+    return endpoint.port or (443 if endpoint.scheme == "https" else 80)
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    current: BaseException | None = error
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None

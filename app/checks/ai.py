@@ -134,7 +134,7 @@ def ask(
         if not shape(document):
             raise CheckFailed(
                 Stage.OPERATION,
-                f"{call}: the answer is not a {api} response: {answer.snippet or '(empty)'}",
+                f"{call}: not an answer of the {api}: {answer.snippet or '(empty)'}",
                 f"the URL does not lead to the {api}: check base_url",
             )
         probe.note(f"HTTP {answer.status} in {answer.latency_ms:.0f} ms")

@@ -240,7 +240,7 @@ class BedrockTarget(Target):
                     f"embedding: the answer of '{model}' holds no embedding: {clean_remote_text(str(document), 200)}",
                     "check that embedding_model is an embedding model",
                 )
-            embedding_facts(probe, vector, tokens, self.embedding_dimensions)
+        embedding_facts(probe, vector, tokens, self.embedding_dimensions)
 
     def _send(self, probe: Probe, session: Session, call: Call, model: str, request: Any) -> dict[str, Any] | None:
         """One request on a fresh client with the time left; None when the refusal was only a warning."""

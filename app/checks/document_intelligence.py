@@ -153,6 +153,13 @@ class DocumentIntelligenceTarget(Target):
                         model=self.model, api_version=self.api_version
                     ),
                 )
+            if status in ("notStarted", "running") and probe.remaining(floor=0) == 0:
+                raise CheckFailed(
+                    Stage.OPERATION,
+                    f"analyze: the operation is still {status} at the deadline, after {polls} polls",
+                    "the resource reads even a one-page document slowly: check its pricing tier and load, "
+                    "or give this target a longer timeout",
+                )
             if status not in ("notStarted", "running"):
                 raise CheckFailed(
                     Stage.OPERATION,

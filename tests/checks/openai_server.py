@@ -9,6 +9,7 @@ Errors have the bodies the real services send. `outage` switches every call to a
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -20,7 +21,7 @@ from tests.checks.http_server import HttpServer, Reply, Request
 
 KEY = "sk-test-0123456789abcdef"
 API_VERSIONS = {"2024-10-21", "2025-01-01-preview"}
-MODELS = {"gpt-test": "chat", "reasoning-test": "reasoning", "embed-test": "embedding"}
+MODELS = {"gpt-test": "chat", "reasoning-test": "reasoning", "embed-test": "embedding", "text-only-test": "text"}
 DEPLOYMENTS = {"chat-deploy": "chat", "embed-deploy": "embedding"}
 DIMENSIONS = 8
 _AZURE_PATH = re.compile(r"^/openai/deployments/(?P<name>[^/]+)/(?P<call>chat/completions|embeddings)$")
@@ -97,7 +98,21 @@ class OpenAiServer(HttpServer):
             )
         if payload.get("max_tokens", payload.get("max_completion_tokens")) != 1:
             return _error(400, "invalid_value", "this test server only answers 1-token completions")
-        tokens = sum(len(m["content"].split()) for m in payload["messages"])
+        tokens = sum(_tokens(m["content"]) for m in payload["messages"])
+        images = [
+            p
+            for m in payload["messages"]
+            if isinstance(m["content"], list)
+            for p in m["content"]
+            if p["type"] != "text"
+        ]
+        if tokens < 0 or (images and purpose == "text"):
+            return _error(
+                400,
+                "invalid_request_error",
+                "Invalid content type. image_url is only supported by certain models.",
+                param="messages.[0].content.[1].type",
+            )
         return _json(
             200,
             {
@@ -110,6 +125,22 @@ class OpenAiServer(HttpServer):
                 "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1},
             },
         )
+
+
+def _tokens(content: Any) -> int:
+    """Prompt tokens of a message (an image costs 85, as OpenAI counts a low-detail one); -1 for a bad image."""
+    if isinstance(content, str):
+        return len(content.split())
+    tokens = 0
+    for part in content:
+        if part["type"] == "text":
+            tokens += len(part["text"].split())
+        else:
+            header, _, data = part["image_url"]["url"].partition(",")
+            if header != "data:image/png;base64" or not base64.b64decode(data).startswith(b"\x89PNG"):
+                return -1
+            tokens += 85
+    return tokens
 
 
 def _json(status: int, document: Any, headers: dict[str, str] | None = None) -> Reply:

@@ -1,0 +1,177 @@
+"""bedrock against a local Bedrock runtime that recomputes every SigV4 signature with botocore."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from app.checks.ai import PROMPT, TEST_IMAGE
+from app.checks.base import Stage, Status
+from app.checks.bedrock import BedrockTarget
+from app.config import ConfigError, parse_targets
+from tests.checks import run_check
+from tests.checks.bedrock_server import CHAT, COHERE, DIMENSIONS, KEYS, LOCKED, REGION, TEXT_ONLY, TITAN, BedrockServer
+from tests.servers import StallServer
+
+KEY_ID, SECRET = next(iter(KEYS.items()))
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The credential chain sees only what a test gives it, and never asks an instance metadata endpoint."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[BedrockServer]:
+    with BedrockServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(api: BedrockServer) -> BedrockServer:
+    api.outage = None
+    api.requests.clear()
+    return api
+
+
+def target(endpoint: str, keys: bool = True, **fields: Any) -> BedrockTarget:
+    values: dict[str, Any] = {"name": "bedrock", "kind": "bedrock", "region": REGION, "model": CHAT}
+    values["endpoint_url"] = endpoint
+    if keys:
+        values.update(access_key_id=KEY_ID, secret_access_key=SECRET)
+    return BedrockTarget.model_validate({**values, **fields})
+
+
+def test_converse_vision_and_a_titan_embedding_pass_signed(server: BedrockServer) -> None:
+    result = run_check(target(server.url, vision=True, embedding_model=TITAN, embedding_dimensions=1024))
+
+    assert result.status == Status.PASSED, result.cause
+    assert [s.name for s in result.steps] == [
+        "resolve",
+        "credentials",
+        "chat",
+        "vision",
+        "embedding",
+        "embedding dimensions",
+    ]
+    assert result.facts["credentials"] == "explicit"
+    assert result.facts["chat_model"] == CHAT
+    assert result.facts["chat_prompt_tokens"] == len(PROMPT.split())
+    assert result.facts["chat_completion_tokens"] == 1
+    assert result.facts["embedding_dimensions"] == DIMENSIONS[TITAN]
+    assert result.facts["embedding_tokens"] == len(PROMPT.split())
+    assert isinstance(result.facts["vision_latency_ms"], float)
+    chat, vision, embedding = server.requests
+    assert unquote(chat.path) == f"/model/{CHAT}/converse"
+    assert f"Credential={KEY_ID}/" in chat.headers["authorization"]
+    assert json.loads(chat.body) == {
+        "messages": [{"role": "user", "content": [{"text": PROMPT}]}],
+        "inferenceConfig": {"maxTokens": 1},
+    }
+    image = json.loads(vision.body)["messages"][0]["content"][0]["image"]
+    assert base64.b64decode(image["source"]["bytes"]) == TEST_IMAGE
+    assert unquote(embedding.path) == f"/model/{TITAN}/invoke"
+    assert json.loads(embedding.body) == {"inputText": PROMPT}
+
+
+def test_a_cohere_embedding_gets_the_cohere_body(server: BedrockServer) -> None:
+    result = run_check(target(server.url, embedding_model=COHERE))
+    assert result.status == Status.PASSED, result.cause
+    assert result.facts["embedding_dimensions"] == DIMENSIONS[COHERE]
+    assert json.loads(server.requests[-1].body) == {"texts": [PROMPT], "input_type": "search_document"}
+
+
+def test_the_credential_chain_signs_without_configured_keys(server: BedrockServer, monkeypatch: Any) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    result = run_check(target(server.url, keys=False))
+    assert result.status == Status.PASSED, result.cause
+    assert result.facts["credentials"] == "env"
+
+
+def test_no_credentials_at_all_fails_at_auth_before_any_request(server: BedrockServer) -> None:
+    result = run_check(target(server.url, keys=False))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause.startswith("no AWS credentials")
+    assert "eks.amazonaws.com/role-arn" in result.remediation
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "cause"),
+    [
+        ({"access_key_id": "AKIAUNKNOWN000000000"}, "UnrecognizedClientException: The security token included"),
+        ({"secret_access_key": "wrong-secret-never-shown"}, "InvalidSignatureException: The request signature we"),
+    ],
+)
+def test_wrong_keys_fail_at_auth(server: BedrockServer, fields: dict[str, str], cause: str) -> None:
+    result = run_check(target(server.url, **fields))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert f"chat: HTTP 403 {cause}" in result.cause
+    assert "wrong-secret-never-shown" not in result.model_dump_json()
+
+
+def test_a_model_without_access_fails_at_permission_naming_model_and_region(server: BedrockServer) -> None:
+    result = run_check(target(server.url, model=LOCKED))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert "AccessDeniedException: You don't have access to the model" in result.cause
+    assert f"request access to '{LOCKED}' in the Bedrock console's Model access page for region {REGION}" in (
+        result.remediation
+    )
+
+
+def test_an_unknown_model_and_a_text_only_model_with_vision_fail_at_operation(server: BedrockServer) -> None:
+    unknown = run_check(target(server.url, model="anthropic.claude-typo"))
+    assert unknown.stage == Stage.OPERATION
+    assert "ValidationException: The provided model identifier is invalid." in unknown.cause
+    text_only = run_check(target(server.url, model=TEXT_ONLY, vision=True))
+    assert text_only.stage == Stage.OPERATION
+    assert text_only.cause.startswith("vision: HTTP 400 ValidationException: This model doesn't support the image")
+
+
+@pytest.mark.parametrize(
+    ("outage", "status", "cause"),
+    [
+        ("throttled", Status.WARNING, "chat: HTTP 429 ThrottlingException"),
+        ("unavailable", Status.WARNING, "chat: HTTP 503 ServiceUnavailableException"),
+        ("quota", Status.FAILED, "chat: HTTP 400 ServiceQuotaExceededException"),
+    ],
+)
+def test_throttling_and_quota(server: BedrockServer, outage: Any, status: Status, cause: str) -> None:
+    server.outage = outage
+    result = run_check(target(server.url))
+    assert (result.status, result.stage) == (status, Stage.OPERATION)
+    assert result.cause.startswith(cause)
+    assert len(server.requests) == 1  # one attempt: botocore's retries are off
+
+
+def test_an_embedding_model_of_an_unknown_family_is_a_config_error() -> None:
+    entry = {"name": "b", "kind": "bedrock", "region": REGION, "model": CHAT, "embedding_model": "acme.embed-1"}
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.embedding_model: .*Titan .*Cohere"):
+        parse_targets(json.dumps({"targets": [entry]}), "t.yaml", {})
+
+
+def test_a_stalled_endpoint_ends_on_time(stall: StallServer) -> None:
+    result = run_check(target(f"http://127.0.0.1:{stall.port}", timeout=0.5))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.duration_ms < 900
+
+
+def test_a_closed_port_fails_at_connect(closed_port: int) -> None:
+    result = run_check(target(f"http://127.0.0.1:{closed_port}"))
+    assert result.stage == Stage.CONNECT
+    assert "Connection refused" in result.cause

@@ -164,6 +164,13 @@ class OpenaiTarget(Target):
             return CheckFailed(
                 Stage.OPERATION, cause, "the account's quota or credit is used up: check billing and usage limits"
             )
+        if status == 400 and _error(answer).get("code") == "content_filter":
+            return CheckFailed(
+                Stage.OPERATION,
+                cause,
+                "the resource's content filter blocks even a one-word prompt: review the content filter "
+                "configuration applied to this deployment",
+            )
         if status == 400:
             return CheckFailed(
                 Stage.OPERATION,

@@ -15,12 +15,15 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
+from tests.certs import ServerCert
 from tests.checks.http_server import HttpServer, Reply, Request
 
 REGION = "eu-central-1"
 KEYS = {"AKIATESTBEDROCK00001": "bedrock/secret/key/0123456789abcdefghij"}
+# temporary credentials, as STS hands them to a pod with IRSA: key id -> (secret, session token)
+SESSIONS = {"ASIATESTBEDROCK00002": ("bedrock/session/secret/0123456789abcd", "IQoJb3JpZ2luX2VjEJr//////////test")}
 CHAT = "anthropic.claude-test-v1:0"
 TEXT_ONLY = "meta.llama-test-v1:0"
 LOCKED = "anthropic.claude-locked-v1:0"
@@ -38,10 +41,9 @@ Outage = Literal["throttled", "unavailable", "quota"] | None
 
 
 class BedrockServer(HttpServer):
-    def __init__(self) -> None:
-        super().__init__(self._answer)
+    def __init__(self, cert: ServerCert | None = None) -> None:
+        super().__init__(self._answer, cert)
         self.outage: Outage = None
-        self.endpoint = self.url
 
     def _answer(self, request: Request) -> Reply:
         refused = self._signature_refusal(request)
@@ -85,7 +87,14 @@ class BedrockServer(HttpServer):
         parts = _AUTH.match(request.headers.get("authorization", ""))
         if parts is None:
             return _error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-        if parts["key"] not in KEYS:
+        token = request.headers.get("x-amz-security-token")
+        if parts["key"] in SESSIONS:
+            secret, session_token = SESSIONS[parts["key"]]
+            if token != session_token or "x-amz-security-token" not in parts["signed"].split(";"):
+                return _error(403, "UnrecognizedClientException", _INVALID_TOKEN)
+        elif parts["key"] in KEYS:
+            secret = KEYS[parts["key"]]
+        else:
             return _error(403, "UnrecognizedClientException", _INVALID_TOKEN)
         if (parts["region"], parts["service"]) != (REGION, "bedrock"):
             return _error(403, "InvalidSignatureException", "Credential should be scoped to a valid region.")
@@ -103,8 +112,7 @@ class BedrockServer(HttpServer):
             data=request.body,
         )
         copy.context["timestamp"] = stamp
-        token = request.headers.get("x-amz-security-token")
-        signer = SigV4Auth(Credentials(parts["key"], KEYS[parts["key"]], token), "bedrock", REGION)
+        signer = SigV4Auth(Credentials(parts["key"], secret, token), "bedrock", REGION)
         expected = signer.signature(signer.string_to_sign(copy, signer.canonical_request(copy)), copy)
         if expected != parts["signature"]:
             return _error(
@@ -114,6 +122,34 @@ class BedrockServer(HttpServer):
                 "Secret Access Key and signing method. Consult the service documentation for details.",
             )
         return None
+
+
+class StsServer(HttpServer):
+    """STS answering AssumeRoleWithWebIdentity (what botocore asks for IRSA) with the temporary credentials above."""
+
+    def __init__(self) -> None:
+        super().__init__(self._answer)
+
+    def _answer(self, request: Request) -> Reply:
+        form = parse_qs(request.body.decode())
+        if form.get("Action") != ["AssumeRoleWithWebIdentity"] or not form.get("WebIdentityToken"):
+            return Reply(400, b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>")
+        key_id, (secret, token) = next(iter(SESSIONS.items()))
+        body = f"""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <Credentials>
+      <AccessKeyId>{key_id}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>
+      <SessionToken>{token}</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>
+    </Credentials>
+    <SubjectFromWebIdentityToken>system:serviceaccount:airia:airia-test-pod</SubjectFromWebIdentityToken>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/airia-test-pod/botocore-session</Arn>
+      <AssumedRoleId>AROATEST:botocore-session</AssumedRoleId>
+    </AssumedRoleUser>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>0c1d2e3f</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"""
+        return Reply(200, body.encode(), {"Content-Type": "text/xml"})
 
 
 def _converse(body: dict[str, Any], images: bool) -> Reply:

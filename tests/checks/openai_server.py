@@ -3,7 +3,8 @@
 OpenAI style: GET /v1/models, POST /v1/chat/completions and /v1/embeddings with `Authorization: Bearer KEY`.
 Azure style: POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=V with `api-key: KEY`.
 Errors have the bodies the real services send. `outage` switches every call to a failure:
-"rate_limit" (429 + Retry-After), "insufficient_quota" (429 with that code) or "server_error" (500).
+"rate_limit" (429 + Retry-After), "insufficient_quota" (429 with that code), "server_error" (500) or
+"content_filter" (Azure's 400 for a filtered prompt).
 `hang_models` makes GET /v1/models accept the request and never answer (until the server closes).
 """
 
@@ -26,7 +27,7 @@ DEPLOYMENTS = {"chat-deploy": "chat", "embed-deploy": "embedding"}
 DIMENSIONS = 8
 _AZURE_PATH = re.compile(r"^/openai/deployments/(?P<name>[^/]+)/(?P<call>chat/completions|embeddings)$")
 
-Outage = Literal["rate_limit", "insufficient_quota", "server_error"] | None
+Outage = Literal["rate_limit", "insufficient_quota", "server_error", "content_filter"] | None
 
 
 class OpenAiServer(HttpServer):
@@ -70,6 +71,13 @@ class OpenAiServer(HttpServer):
             return _error(429, "rate_limit_exceeded", "Rate limit reached for requests.", {"Retry-After": "7"})
         if self.outage == "insufficient_quota":
             return _error(429, "insufficient_quota", "You exceeded your current quota, please check your plan.")
+        if self.outage == "content_filter":
+            return _error(
+                400,
+                "content_filter",
+                "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+                param="prompt",
+            )
         if self.outage == "server_error":
             return _error(500, "server_error", "The server had an error while processing your request.")
         payload = json.loads(request.body)

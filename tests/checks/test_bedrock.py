@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,8 +15,21 @@ from app.checks.ai import PROMPT, TEST_IMAGE
 from app.checks.base import Stage, Status
 from app.checks.bedrock import BedrockTarget
 from app.config import ConfigError, parse_targets
+from tests.certs import Certificates
 from tests.checks import run_check
-from tests.checks.bedrock_server import CHAT, COHERE, DIMENSIONS, KEYS, LOCKED, REGION, TEXT_ONLY, TITAN, BedrockServer
+from tests.checks.bedrock_server import (
+    CHAT,
+    COHERE,
+    DIMENSIONS,
+    KEYS,
+    LOCKED,
+    REGION,
+    SESSIONS,
+    TEXT_ONLY,
+    TITAN,
+    BedrockServer,
+    StsServer,
+)
 from tests.servers import StallServer
 
 KEY_ID, SECRET = next(iter(KEYS.items()))
@@ -101,6 +115,46 @@ def test_the_credential_chain_signs_without_configured_keys(server: BedrockServe
     result = run_check(target(server.url, keys=False))
     assert result.status == Status.PASSED, result.cause
     assert result.facts["credentials"] == "env"
+
+
+def test_irsa_signs_with_the_web_identity_role_s_temporary_credentials(
+    server: BedrockServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0ZXN0In0.")
+    with StsServer() as sts:
+        monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/airia-test-pod")
+        monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.url)
+        result = run_check(target(server.url, keys=False))
+    assert result.status == Status.PASSED, result.cause
+    assert result.facts["credentials"] == "assume-role-with-web-identity"
+    (session_key, (_, session_token)) = next(iter(SESSIONS.items()))
+    (chat,) = server.requests
+    assert f"Credential={session_key}/" in chat.headers["authorization"]
+    assert chat.headers["x-amz-security-token"] == session_token
+
+
+def test_irsa_whose_sts_is_unreachable_fails_at_auth_naming_the_chain(
+    server: BedrockServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, closed_port: int
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0ZXN0In0.")
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/airia-test-pod")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{closed_port}")
+    result = run_check(target(server.url, keys=False))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause.startswith("the pod's AWS credential chain failed: Could not connect to the endpoint URL")
+    assert server.requests == []
+
+
+def test_https_with_a_private_ca(certs: Certificates) -> None:
+    with BedrockServer(certs.leaf("bedrock")) as secure:
+        assert run_check(target(secure.url, ca_file=certs.ca_file)).status == Status.PASSED
+        untrusted = run_check(target(secure.url))
+    assert untrusted.stage == Stage.TLS
+    assert "unable to get local issuer certificate" in untrusted.cause
 
 
 def test_no_credentials_at_all_fails_at_auth_before_any_request(server: BedrockServer) -> None:

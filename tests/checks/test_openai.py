@@ -232,6 +232,14 @@ def test_a_spent_quota_fails(server: OpenAiServer) -> None:
     assert "billing" in result.remediation
 
 
+def test_a_content_filter_fails_naming_it(server: OpenAiServer) -> None:
+    server.outage = "content_filter"
+    result = run_check(azure_target(server.url))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert "HTTP 400: The response was filtered" in result.cause
+    assert "content filter" in result.remediation
+
+
 def test_a_server_error_fails(server: OpenAiServer) -> None:
     server.outage = "server_error"
     result = run_check(openai_target(f"{server.url}/v1"))

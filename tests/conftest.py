@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.servers import StallServer, free_port
 
@@ -14,6 +15,10 @@ pytest_plugins: list[str] = [
     "tests.services.azurite",
     "tests.services.s3",
 ]
+
+# property tests check behaviour, not speed: on a shared, loaded machine a 200 ms per-example deadline fails at random
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 
 @pytest.fixture

@@ -137,7 +137,15 @@ class BedrockTarget(Target):
             endpoint = urlsplit(str(client.meta.endpoint_url))
         host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
         probe.facts["endpoint"] = f"{endpoint.scheme}://{endpoint.netloc}"
-        resolve(probe, host, port)
+        try:
+            resolve(probe, host, port)
+        except CheckFailed as failure:
+            if self.endpoint_url is None:  # AWS names its endpoints after the region: a wrong region has none
+                failure.remediation = (
+                    f"{host} is Bedrock's endpoint for region {self.region}: check that the region is right and offers "
+                    f"Bedrock, and that the pod's DNS resolves AWS names (or set endpoint_url to a VPC endpoint)"
+                )
+            raise
         self._credentials(probe, session)
         self._converse(probe, session, "chat", [{"text": PROMPT}])
         if self.vision:

@@ -30,7 +30,9 @@ from tests.checks.bedrock_server import (
     BedrockServer,
     StsServer,
 )
+from tests.checks.dns_sandbox import run_in_sandbox
 from tests.servers import StallServer
+from tests.services import unavailable
 
 KEY_ID, SECRET = next(iter(KEYS.items()))
 
@@ -223,6 +225,18 @@ def test_a_stalled_endpoint_ends_on_time(stall: StallServer) -> None:
     result = run_check(target(f"http://127.0.0.1:{stall.port}", timeout=0.5))
     assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
     assert result.duration_ms < 900
+
+
+def test_a_region_without_a_bedrock_endpoint_is_named(tmp_path: Path) -> None:
+    """In a network namespace whose only DNS server knows no AWS name: a real NXDOMAIN, and no query leaves."""
+    entry = {"name": "b", "kind": "bedrock", "region": "xx-nowhere-1", "model": CHAT}
+    try:
+        (result,) = run_in_sandbox([{**entry, "access_key_id": KEY_ID, "secret_access_key": SECRET}], tmp_path)
+    except RuntimeError as error:
+        unavailable("network namespace for DNS tests", str(error))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.RESOLVE)
+    assert result.cause.startswith("bedrock-runtime.xx-nowhere-1.amazonaws.com does not resolve")
+    assert "Bedrock's endpoint for region xx-nowhere-1" in result.remediation
 
 
 def test_a_closed_port_fails_at_connect(closed_port: int) -> None:

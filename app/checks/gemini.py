@@ -1,18 +1,23 @@
-"""gemini: the Gemini API (Generative Language API) answers a 1-token generateContent and, when set, an embedContent.
+"""gemini: Gemini answers a 1-token generateContent (with `vision`, one about a tiny image) and, when set, an embedding.
 
-The key goes in the `x-goog-api-key` header, never in the URL. Failures are classified by the google.rpc
-ErrorInfo reason (API_KEY_INVALID ...) or else the status word (PERMISSION_DENIED, NOT_FOUND ...) Google sends
-in {"error": {"code", "message", "status", "details"}}; RESOURCE_EXHAUSTED and UNAVAILABLE (overloaded) are
-warnings, with the RetryInfo delay as the retry hint. A prompt blocked by a safety filter fails.
+Two ways in. The Gemini API (provider google_ai): the key goes in the `x-goog-api-key` header, never in the URL;
+embeddings are embedContent. Vertex AI (provider vertex): a service account key signs a JWT that Google's token
+endpoint (the key's token_uri) exchanges for an access token, sent as a Bearer token to the location's
+aiplatform endpoint; embeddings are the model's predict. Both send google.rpc errors
+{"error": {"code", "message", "status", "details"}}: classified by the ErrorInfo reason (API_KEY_INVALID,
+SERVICE_DISABLED ...) or else the status word; RESOURCE_EXHAUSTED and UNAVAILABLE (overloaded) are warnings,
+with the RetryInfo delay as the retry hint. A prompt blocked by a safety filter fails.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, FilePath, SecretStr, StringConstraints
+from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
 
 from app.checks.ai import (
     OVERLOADED,
@@ -30,16 +35,21 @@ from app.checks.ai import (
     embedding_facts,
     is_vector,
     json_of,
+    judge,
     message_of,
     resolve_url,
 )
 from app.checks.base import CheckFailed, Probe, Stage, Target
-from app.checks.http import Answer, HttpUrl, open_client
+from app.checks.http import Answer, HttpUrl, exchange, open_client
 
 if TYPE_CHECKING:
     import httpx
 
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._@-]+$")]
+ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+Location = Annotated[str, StringConstraints(pattern=r"^(global|[a-z]+-[a-z]+\d+)$")]
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 _KEY_REMEDIATION = "the api_key is not accepted: create a key in Google AI Studio (Get API key) for the project"
 RULES: Rules = {
@@ -55,10 +65,15 @@ RULES: Rules = {
         Stage.PERMISSION,
         "the key is valid but may not use '{model}': check the key's API and IP restrictions and the project's access",
     ),
+    "IAM_PERMISSION_DENIED": Rule(
+        Stage.PERMISSION,
+        "the service account may not call '{model}': grant it the Vertex AI User role (roles/aiplatform.user) "
+        "on the project",
+    ),
     "NOT_FOUND": Rule(
         Stage.OPERATION,
-        "model '{model}' is not served by API version {api_version} for this call: use a model from "
-        "GET /{api_version}/models (e.g. gemini-2.5-flash, gemini-embedding-001)",
+        "model '{model}' is not offered for this call at {where}: check the model id (e.g. gemini-2.5-flash, "
+        "gemini-embedding-001) and where it is available",
     ),
     "FAILED_PRECONDITION": Rule(
         Stage.OPERATION,
@@ -66,11 +81,20 @@ RULES: Rules = {
         "region): enable billing on the project in Google AI Studio",
     ),
     "INVALID_ARGUMENT": Rule(
-        Stage.OPERATION, "the API rejects the request: check that '{model}' is a {call} model in {api_version}"
+        Stage.OPERATION, "the API rejects the request: check that '{model}' is a {call} model at {where}"
     ),
     "RESOURCE_EXHAUSTED": RATE_LIMITED,
     "UNAVAILABLE": OVERLOADED,
     "INTERNAL": SERVICE_FAILED,
+}
+_KEY_REFUSED = (
+    "Google does not accept the service account key: it may be deleted or disabled (create a new key for "
+    "{email}), or the node's clock is off (the signed token holds the time)"
+)
+TOKEN_RULES: Rules = {
+    "invalid_grant": Rule(Stage.AUTH, _KEY_REFUSED),
+    "invalid_client": Rule(Stage.AUTH, _KEY_REFUSED),
+    "unauthorized_client": Rule(Stage.AUTH, _KEY_REFUSED),
 }
 
 
@@ -78,40 +102,159 @@ class GeminiTarget(Target):
     default_timeout: ClassVar[float] = 30.0
 
     kind: Literal["gemini"]
-    base_url: HttpUrl = "https://generativelanguage.googleapis.com"
-    api_version: Literal["v1", "v1beta"] = "v1beta"
-    api_key: SecretStr
+    provider: Literal["google_ai", "vertex"] = "google_ai"
+    base_url: HttpUrl | None = None  # default: the Gemini API, or https://LOCATION-aiplatform.googleapis.com
+    api_version: Literal["v1", "v1beta"] = "v1beta"  # google_ai (Vertex AI is v1)
+    api_key: SecretStr | None = None  # google_ai
+    service_account_key: SecretStr | None = None  # vertex: the service account's JSON key
+    project: ProjectId | None = None  # vertex; default: the key's project_id
+    location: Location = "us-central1"  # vertex
     model: ModelName  # e.g. gemini-2.5-flash
     embedding_model: ModelName | None = None  # e.g. gemini-embedding-001
     embedding_dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None  # what the platform's index expects
     vision: bool = False
     ca_file: FilePath | None = None
 
+    @model_validator(mode="after")
+    def _fields_of_provider(self) -> GeminiTarget:
+        if self.provider == "google_ai":
+            if self.api_key is None:
+                raise ValueError("api_key required when provider is google_ai")
+            foreign = [n for n in ("service_account_key", "project", "location") if n in self.model_fields_set]
+            if foreign:
+                raise ValueError(f"{', '.join(foreign)} not used when provider is google_ai")
+            return self
+        if self.service_account_key is None:
+            raise ValueError("service_account_key required when provider is vertex")
+        unused = [n for n in ("api_key", "api_version") if n in self.model_fields_set]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} not used when provider is vertex")
+        return self
+
+    def secrets(self) -> list[str]:
+        """The key JSON as a whole, and its private key on its own, which an error could quote."""
+        try:
+            private = [str(self._key()["private_key"])] if self.service_account_key is not None else []
+        except CheckFailed:
+            private = []
+        return [*super().secrets(), *private]
+
+    def _key(self) -> dict[str, Any]:
+        """The service account key (from a Secret, read when checked), with what signing needs; never quoted."""
+        try:
+            key = json.loads(self.service_account_key.get_secret_value() if self.service_account_key else "")
+        except ValueError:
+            key = None
+        remediation = "give the JSON key file exactly as Google issued it (IAM, Service accounts, Keys, Add key)"
+        if not (isinstance(key, dict) and key.get("type") == "service_account"):
+            raise CheckFailed(
+                Stage.AUTH,
+                "service_account_key is not a service account's JSON key (type: service_account)",
+                remediation,
+            )
+        if not all(isinstance(key.get(field), str) for field in ("client_email", "private_key")):
+            raise CheckFailed(Stage.AUTH, "service_account_key has no client_email or private_key", remediation)
+        if self.project is None and not isinstance(key.get("project_id"), str):
+            raise CheckFailed(Stage.AUTH, "service_account_key names no project", "set project in this target")
+        return key
+
+    @property
+    def endpoint(self) -> str:
+        if self.base_url is not None:
+            return self.base_url.rstrip("/")
+        if self.provider == "google_ai":
+            return "https://generativelanguage.googleapis.com"
+        prefix = "" if self.location == "global" else f"{self.location}-"
+        return f"https://{prefix}aiplatform.googleapis.com"
+
     def check(self, probe: Probe) -> None:
-        resolve_url(probe, self.base_url)
+        key = None
+        if self.service_account_key is not None:  # a broken key fails here, before any traffic
+            with probe.step("service account key", Stage.AUTH):
+                key = self._key()
+                probe.note(str(key["client_email"]))
+        resolve_url(probe, self.endpoint)
         image = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(TEST_IMAGE).decode()}}
         with open_client(probe, self.ca_file) as client:
-            self._generate(probe, client, "chat", [{"text": PROMPT}])
+            if key is None:
+                headers = {"x-goog-api-key": self.api_key.get_secret_value() if self.api_key else ""}
+            else:
+                headers = {"Authorization": f"Bearer {self._access_token(probe, client, key)}"}
+            self._generate(probe, client, headers, "chat", [{"text": PROMPT}])
             if self.vision:
-                self._generate(probe, client, "vision", [image, {"text": VISION_PROMPT}])
+                self._generate(probe, client, headers, "vision", [image, {"text": VISION_PROMPT}])
             if self.embedding_model is not None:
-                body = {"model": f"models/{self.embedding_model}", "content": {"parts": [{"text": PROMPT}]}}
-                document = self._ask(
-                    probe,
-                    client,
-                    "embedding",
-                    model=self.embedding_model,
-                    method="embedContent",
-                    body=body,
-                    shape=lambda d: is_vector((d.get("embedding") or {}).get("values")),
-                )
-                if document is not None:
-                    embedding_facts(probe, document["embedding"]["values"], None, self.embedding_dimensions)
+                self._embed(probe, client, headers, self.embedding_model)
 
-    def _generate(self, probe: Probe, client: httpx.Client, call: Call, parts: list[dict[str, Any]]) -> None:
+    def _access_token(self, probe: Probe, client: httpx.Client, key: dict[str, Any]) -> str:
+        """Sign a JWT with the service account's key and trade it at the key's token_uri for an access token."""
+        import jwt
+
+        token_uri = str(key.get("token_uri") or "https://oauth2.googleapis.com/token")
+        now = int(time.time())
+        claims = {"iss": key["client_email"], "scope": SCOPE, "aud": token_uri, "iat": now, "exp": now + 3600}
+        try:
+            assertion = jwt.encode(claims, key["private_key"], "RS256", {"kid": str(key.get("private_key_id", ""))})
+        except (ValueError, TypeError, jwt.PyJWTError):
+            raise CheckFailed(
+                Stage.AUTH,
+                f"the private_key of {key['client_email']}'s key cannot sign: it is not a PEM RSA private key",
+                "give the JSON key file exactly as Google issued it (IAM, Service accounts, Keys, Add key)",
+            ) from None
+        answer = exchange(probe, client, "POST", token_uri, form={"grant_type": JWT_GRANT, "assertion": assertion})
+        with probe.step("access token", Stage.AUTH):
+            document = json_of(answer)
+            if answer.status != 200:
+                code, description = document.get("error"), document.get("error_description")
+                refusal = Refusal(answer.status, str(code or ""), message_of(description or code, answer))
+                judge(probe, "access token", refusal, TOKEN_RULES, email=key["client_email"])
+            token = document.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise CheckFailed(
+                    Stage.AUTH,
+                    f"access token: not an answer of Google's token endpoint: {answer.snippet or '(empty)'}",
+                    "the key's token_uri does not lead to Google's OAuth token endpoint: use the key as issued",
+                )
+            probe.note(f"for {key['client_email']}")
+            return token
+
+    def _url(self, model: str, method: str) -> str:
+        if self.provider == "google_ai":
+            return f"{self.endpoint}/{self.api_version}/models/{model}:{method}"
+        project = self.project or self._key()["project_id"]
+        return (
+            f"{self.endpoint}/v1/projects/{project}/locations/{self.location}/publishers/google/models/{model}:{method}"
+        )
+
+    def _embed(self, probe: Probe, client: httpx.Client, headers: dict[str, str], model: str) -> None:
+        if self.provider == "google_ai":
+            body: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": PROMPT}]}}
+            document = self._ask(
+                probe, client, headers, "embedding", model=model, method="embedContent", body=body, shape=_embedded
+            )
+            if document is not None:
+                embedding_facts(probe, document["embedding"]["values"], None, self.embedding_dimensions)
+            return
+        body = {"instances": [{"content": PROMPT}]}
+        document = self._ask(
+            probe, client, headers, "embedding", model=model, method="predict", body=body, shape=_predicted
+        )
+        if document is not None:
+            embeddings = document["predictions"][0]["embeddings"]
+            tokens = (embeddings.get("statistics") or {}).get("token_count")
+            embedding_facts(
+                probe,
+                embeddings["values"],
+                int(tokens) if isinstance(tokens, float) else tokens,
+                self.embedding_dimensions,
+            )
+
+    def _generate(
+        self, probe: Probe, client: httpx.Client, headers: dict[str, str], call: Call, parts: list[dict[str, Any]]
+    ) -> None:
         body = {"contents": [{"role": "user", "parts": parts}], "generationConfig": {"maxOutputTokens": 1}}
         document = self._ask(
-            probe, client, call, model=self.model, method="generateContent", body=body, shape=_is_generation
+            probe, client, headers, call, model=self.model, method="generateContent", body=body, shape=_is_generation
         )
         if document is None:
             return
@@ -131,6 +274,7 @@ class GeminiTarget(Target):
         self,
         probe: Probe,
         client: httpx.Client,
+        headers: dict[str, str],
         call: Call,
         *,
         model: str,
@@ -142,15 +286,29 @@ class GeminiTarget(Target):
             probe,
             client,
             call,
-            f"{self.base_url.rstrip('/')}/{self.api_version}/models/{model}:{method}",
-            headers={"x-goog-api-key": self.api_key.get_secret_value()},
+            self._url(model, method),
+            headers=headers,
             body=body,
             refusal=_refusal,
             rules=RULES,
-            names={"model": model, "api_version": self.api_version},
+            names={"model": model, "where": self._where},
             shape=shape,
-            api="Gemini API",
+            api="Gemini API" if self.provider == "google_ai" else "Vertex AI API",
         )
+
+    @property
+    def _where(self) -> str:
+        return f"API version {self.api_version}" if self.provider == "google_ai" else f"Vertex AI in {self.location}"
+
+
+def _embedded(document: dict[str, Any]) -> bool:
+    return is_vector((document.get("embedding") or {}).get("values"))
+
+
+def _predicted(document: dict[str, Any]) -> bool:
+    predictions = document.get("predictions")
+    first = predictions[0] if isinstance(predictions, list) and predictions else None
+    return isinstance(first, dict) and is_vector((first.get("embeddings") or {}).get("values"))
 
 
 def _is_generation(document: dict[str, Any]) -> bool:

@@ -1,10 +1,15 @@
-"""The Gemini API on 127.0.0.1: key header, API version and methods checked, Google's error bodies.
+"""The Gemini API and Vertex AI on 127.0.0.1: key header or OAuth token, methods checked, Google's error bodies.
 
 POST /{v1,v1beta}/models/{model}:generateContent | :embedContent with `x-goog-api-key: KEY`. Errors are
 {"error": {"code", "message", "status", "details"}} with google.rpc ErrorInfo / RetryInfo details as Google sends
 them. `outage` turns every call into one failure: "rate_limit" (429 RESOURCE_EXHAUSTED, RetryInfo 23s),
 "overloaded" (503 UNAVAILABLE), "region" (400 FAILED_PRECONDITION), "disabled" (403 SERVICE_DISABLED), or
 "blocked" (200 with a promptFeedback blockReason).
+
+Vertex AI: POST /token trades a JWT signed with the service account's key (verified with its public key,
+audience and issuer) for an access token, as Google's token endpoint does; then
+POST /v1/projects/{PROJECT}/locations/{location}/publishers/google/models/{model}:generateContent | :predict
+with `Authorization: Bearer <token>`. Another project gets 403 IAM_PERMISSION_DENIED.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import base64
 import json
 import re
 from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.checks.http_server import HttpServer, Reply, Request
 
@@ -26,6 +35,13 @@ MODELS = {
 }
 _PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$")
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_VERTEX = re.compile(
+    r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/models/"
+    r"(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$"
+)
+PROJECT = "airia-test-project"
+CLIENT_EMAIL = f"airia-test-pod@{PROJECT}.iam.gserviceaccount.com"
+ACCESS_TOKEN = "ya29.test-access-token-0123456789"
 
 Outage = Literal["rate_limit", "overloaded", "region", "disabled", "blocked"] | None
 
@@ -34,8 +50,48 @@ class GeminiServer(HttpServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
         self.outage: Outage = None
+        self.key_disabled = False
+        self._private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def service_account_key(self, **changes: Any) -> str:
+        """The JSON key Google issues for a service account, with this server as its token endpoint."""
+        pem = self._private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        key = {
+            "type": "service_account",
+            "project_id": PROJECT,
+            "private_key_id": "0123456789abcdef",
+            "private_key": pem.decode(),
+            "client_email": CLIENT_EMAIL,
+            "client_id": "1234567890",
+            "token_uri": f"{self.url}/token",
+            **changes,
+        }
+        return json.dumps(key)
 
     def _answer(self, request: Request) -> Reply:
+        if request.path == "/token":
+            return self._token(request)
+        vertex = _VERTEX.match(request.path)
+        if vertex:
+            if request.headers.get("authorization") != f"Bearer {ACCESS_TOKEN}":
+                return _error(
+                    401,
+                    "UNAUTHENTICATED",
+                    "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                    "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                )
+            if vertex["project"] != PROJECT:
+                resource = f"projects/{vertex['project']}/locations/{vertex['location']}"
+                return _error(
+                    403,
+                    "PERMISSION_DENIED",
+                    f"Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/"
+                    f"{resource}/publishers/google/models/{vertex['model']}' (or it may not exist).",
+                    "IAM_PERMISSION_DENIED",
+                )
+            return self._call(request, vertex["model"], vertex["method"], "v1")
         path = _PATH.match(request.path)
         if request.method != "POST" or path is None:
             return _error(404, "NOT_FOUND", f"no route for {request.method} {request.path}")
@@ -49,8 +105,31 @@ class GeminiServer(HttpServer):
             )
         if key != KEY:
             return _error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", "API_KEY_INVALID")
-        model, method, version = path["model"], path["method"], path["version"]
+        return self._call(request, path["model"], path["method"], path["version"])
+
+    def _token(self, request: Request) -> Reply:
+        import jwt
+
+        form = parse_qs(request.body.decode())
+        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+            return _json(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: "})
+        public = self._private_key.public_key()
+        try:
+            claims = jwt.decode(form["assertion"][0], public, algorithms=["RS256"], audience=f"{self.url}/token")
+        except jwt.PyJWTError:
+            return _json(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+        if claims.get("iss") != CLIENT_EMAIL or claims.get("scope") != "https://www.googleapis.com/auth/cloud-platform":
+            return _json(
+                400, {"error": "invalid_scope", "error_description": "Invalid OAuth scope or ID token audience"}
+            )
+        if self.key_disabled:
+            return _json(400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"})
+        return _json(200, {"access_token": ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"})
+
+    def _call(self, request: Request, model: str, method: str, version: str) -> Reply:
         methods, versions = MODELS.get(model, (set(), set()))
+        if method == "predict" and "embedContent" in methods:
+            methods = {"predict"}
         if method not in methods or version not in versions:
             return _error(
                 404,
@@ -62,6 +141,12 @@ class GeminiServer(HttpServer):
         if failure is not None:
             return failure
         body = json.loads(request.body)
+        if method == "predict":
+            if body != {"instances": [{"content": body["instances"][0]["content"]}]}:
+                return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+            statistics = {"token_count": float(len(body["instances"][0]["content"].split())), "truncated": False}
+            prediction = {"embeddings": {"values": [0.01] * DIMENSIONS, "statistics": statistics}}
+            return _json(200, {"predictions": [prediction], "metadata": {"billableCharacterCount": 20}})
         if method == "embedContent":
             if body != {"model": f"models/{model}", "content": {"parts": body["content"]["parts"]}}:
                 return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
+
+from pydantic import SecretStr, StringConstraints
 
 from app.checks.base import CheckFailed, Probe, Scalar, Stage
 from app.checks.http import Answer, exchange
@@ -189,3 +192,96 @@ def embedding_facts(probe: Probe, vector: list[Any], tokens: Any, expected: int 
                 f"returns {expected}, or set embedding_dimensions to {len(vector)} if the index is built for that",
             )
         probe.note(f"{expected}, as expected")
+
+
+# --- Google Cloud: a service account's JSON key, traded for an access token (Vertex AI) -------------------------
+
+ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+Location = Annotated[str, StringConstraints(pattern=r"^(global|[a-z]+-[a-z]+\d+)$")]
+GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_KEY_AS_ISSUED = "give the JSON key file exactly as Google issued it (IAM, Service accounts, Keys, Add key)"
+_KEY_REFUSED = (
+    "Google does not accept the service account key: it may be deleted or disabled (create a new key for "
+    "{email}), or the node's clock is off (the signed token holds the time)"
+)
+TOKEN_RULES: Rules = {
+    "invalid_grant": Rule(Stage.AUTH, _KEY_REFUSED),
+    "invalid_client": Rule(Stage.AUTH, _KEY_REFUSED),
+    "unauthorized_client": Rule(Stage.AUTH, _KEY_REFUSED),
+}
+
+
+def vertex_endpoint(location: str) -> str:
+    return (
+        "https://aiplatform.googleapis.com" if location == "global" else f"https://{location}-aiplatform.googleapis.com"
+    )
+
+
+def _parsed_key(secret: SecretStr | None) -> dict[str, Any] | None:
+    try:
+        key = json.loads(secret.get_secret_value() if secret else "")
+    except ValueError:
+        return None
+    return key if isinstance(key, dict) and key.get("type") == "service_account" else None
+
+
+def service_account(probe: Probe, secret: SecretStr, project: str | None) -> dict[str, Any]:
+    """The key (from a Secret, so read when checked) with what signing needs, in its own step; never quoted."""
+    with probe.step("service account key", Stage.AUTH):
+        key = _parsed_key(secret)
+        if key is None:
+            raise CheckFailed(
+                Stage.AUTH,
+                "service_account_key is not a service account's JSON key (type: service_account)",
+                _KEY_AS_ISSUED,
+            )
+        if not all(isinstance(key.get(field), str) for field in ("client_email", "private_key")):
+            raise CheckFailed(Stage.AUTH, "service_account_key has no client_email or private_key", _KEY_AS_ISSUED)
+        if project is None and not isinstance(key.get("project_id"), str):
+            raise CheckFailed(Stage.AUTH, "service_account_key names no project", "set project in this target")
+        probe.note(str(key["client_email"]))
+        return key
+
+
+def service_account_project(secret: SecretStr | None) -> str:
+    return str((_parsed_key(secret) or {}).get("project_id", ""))
+
+
+def service_account_secrets(secret: SecretStr | None) -> list[str]:
+    """The key's private key on its own, which an error could quote apart from the JSON around it."""
+    private = (_parsed_key(secret) or {}).get("private_key")
+    return [private] if isinstance(private, str) and private else []
+
+
+def google_access_token(probe: Probe, client: httpx.Client, key: dict[str, Any]) -> str:
+    """Sign a JWT with the service account's key and trade it at the key's token_uri for an access token."""
+    import jwt
+
+    token_uri = str(key.get("token_uri") or "https://oauth2.googleapis.com/token")
+    now = int(time.time())
+    claims = {"iss": key["client_email"], "scope": GOOGLE_SCOPE, "aud": token_uri, "iat": now, "exp": now + 3600}
+    try:
+        assertion = jwt.encode(claims, key["private_key"], "RS256", {"kid": str(key.get("private_key_id", ""))})
+    except (ValueError, TypeError, jwt.PyJWTError):
+        raise CheckFailed(
+            Stage.AUTH,
+            f"the private_key of {key['client_email']}'s key cannot sign: it is not a PEM RSA private key",
+            _KEY_AS_ISSUED,
+        ) from None
+    answer = exchange(probe, client, "POST", token_uri, form={"grant_type": JWT_GRANT, "assertion": assertion})
+    with probe.step("access token", Stage.AUTH):
+        document = json_of(answer)
+        if answer.status != 200:
+            code, description = document.get("error"), document.get("error_description")
+            refusal = Refusal(answer.status, str(code or ""), message_of(description or code, answer))
+            judge(probe, "access token", refusal, TOKEN_RULES, email=key["client_email"])
+        token = document.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise CheckFailed(
+                Stage.AUTH,
+                f"access token: not an answer of Google's token endpoint: {answer.snippet or '(empty)'}",
+                "the key's token_uri does not lead to Google's OAuth token endpoint: use the key as issued",
+            )
+        probe.note(f"for {key['client_email']}")
+        return token

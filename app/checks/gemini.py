@@ -12,8 +12,6 @@ with the RetryInfo delay as the retry hint. A prompt blocked by a safety filter 
 from __future__ import annotations
 
 import base64
-import json
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -27,30 +25,31 @@ from app.checks.ai import (
     TEST_IMAGE,
     VISION_PROMPT,
     Call,
+    Location,
+    ProjectId,
     Refusal,
     Rule,
     Rules,
     ask,
     chat_facts,
     embedding_facts,
+    google_access_token,
     is_vector,
     json_of,
-    judge,
     message_of,
     resolve_url,
+    service_account,
+    service_account_project,
+    service_account_secrets,
+    vertex_endpoint,
 )
 from app.checks.base import CheckFailed, Probe, Stage, Target
-from app.checks.http import Answer, HttpUrl, exchange, open_client
+from app.checks.http import Answer, HttpUrl, open_client
 
 if TYPE_CHECKING:
     import httpx
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._@-]+$")]
-ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
-Location = Annotated[str, StringConstraints(pattern=r"^(global|[a-z]+-[a-z]+\d+)$")]
-SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
 _KEY_REMEDIATION = "the api_key is not accepted: create a key in Google AI Studio (Get API key) for the project"
 RULES: Rules = {
     "API_KEY_INVALID": Rule(Stage.AUTH, _KEY_REMEDIATION),
@@ -86,15 +85,6 @@ RULES: Rules = {
     "RESOURCE_EXHAUSTED": RATE_LIMITED,
     "UNAVAILABLE": OVERLOADED,
     "INTERNAL": SERVICE_FAILED,
-}
-_KEY_REFUSED = (
-    "Google does not accept the service account key: it may be deleted or disabled (create a new key for "
-    "{email}), or the node's clock is off (the signed token holds the time)"
-)
-TOKEN_RULES: Rules = {
-    "invalid_grant": Rule(Stage.AUTH, _KEY_REFUSED),
-    "invalid_client": Rule(Stage.AUTH, _KEY_REFUSED),
-    "unauthorized_client": Rule(Stage.AUTH, _KEY_REFUSED),
 }
 
 
@@ -132,31 +122,7 @@ class GeminiTarget(Target):
         return self
 
     def secrets(self) -> list[str]:
-        """The key JSON as a whole, and its private key on its own, which an error could quote."""
-        try:
-            private = [str(self._key()["private_key"])] if self.service_account_key is not None else []
-        except CheckFailed:
-            private = []
-        return [*super().secrets(), *private]
-
-    def _key(self) -> dict[str, Any]:
-        """The service account key (from a Secret, read when checked), with what signing needs; never quoted."""
-        try:
-            key = json.loads(self.service_account_key.get_secret_value() if self.service_account_key else "")
-        except ValueError:
-            key = None
-        remediation = "give the JSON key file exactly as Google issued it (IAM, Service accounts, Keys, Add key)"
-        if not (isinstance(key, dict) and key.get("type") == "service_account"):
-            raise CheckFailed(
-                Stage.AUTH,
-                "service_account_key is not a service account's JSON key (type: service_account)",
-                remediation,
-            )
-        if not all(isinstance(key.get(field), str) for field in ("client_email", "private_key")):
-            raise CheckFailed(Stage.AUTH, "service_account_key has no client_email or private_key", remediation)
-        if self.project is None and not isinstance(key.get("project_id"), str):
-            raise CheckFailed(Stage.AUTH, "service_account_key names no project", "set project in this target")
-        return key
+        return [*super().secrets(), *service_account_secrets(self.service_account_key)]
 
     @property
     def endpoint(self) -> str:
@@ -164,64 +130,29 @@ class GeminiTarget(Target):
             return self.base_url.rstrip("/")
         if self.provider == "google_ai":
             return "https://generativelanguage.googleapis.com"
-        prefix = "" if self.location == "global" else f"{self.location}-"
-        return f"https://{prefix}aiplatform.googleapis.com"
+        return vertex_endpoint(self.location)
 
     def check(self, probe: Probe) -> None:
         key = None
         if self.service_account_key is not None:  # a broken key fails here, before any traffic
-            with probe.step("service account key", Stage.AUTH):
-                key = self._key()
-                probe.note(str(key["client_email"]))
+            key = service_account(probe, self.service_account_key, self.project)
         resolve_url(probe, self.endpoint)
         image = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(TEST_IMAGE).decode()}}
         with open_client(probe, self.ca_file) as client:
             if key is None:
                 headers = {"x-goog-api-key": self.api_key.get_secret_value() if self.api_key else ""}
             else:
-                headers = {"Authorization": f"Bearer {self._access_token(probe, client, key)}"}
+                headers = {"Authorization": f"Bearer {google_access_token(probe, client, key)}"}
             self._generate(probe, client, headers, "chat", [{"text": PROMPT}])
             if self.vision:
                 self._generate(probe, client, headers, "vision", [image, {"text": VISION_PROMPT}])
             if self.embedding_model is not None:
                 self._embed(probe, client, headers, self.embedding_model)
 
-    def _access_token(self, probe: Probe, client: httpx.Client, key: dict[str, Any]) -> str:
-        """Sign a JWT with the service account's key and trade it at the key's token_uri for an access token."""
-        import jwt
-
-        token_uri = str(key.get("token_uri") or "https://oauth2.googleapis.com/token")
-        now = int(time.time())
-        claims = {"iss": key["client_email"], "scope": SCOPE, "aud": token_uri, "iat": now, "exp": now + 3600}
-        try:
-            assertion = jwt.encode(claims, key["private_key"], "RS256", {"kid": str(key.get("private_key_id", ""))})
-        except (ValueError, TypeError, jwt.PyJWTError):
-            raise CheckFailed(
-                Stage.AUTH,
-                f"the private_key of {key['client_email']}'s key cannot sign: it is not a PEM RSA private key",
-                "give the JSON key file exactly as Google issued it (IAM, Service accounts, Keys, Add key)",
-            ) from None
-        answer = exchange(probe, client, "POST", token_uri, form={"grant_type": JWT_GRANT, "assertion": assertion})
-        with probe.step("access token", Stage.AUTH):
-            document = json_of(answer)
-            if answer.status != 200:
-                code, description = document.get("error"), document.get("error_description")
-                refusal = Refusal(answer.status, str(code or ""), message_of(description or code, answer))
-                judge(probe, "access token", refusal, TOKEN_RULES, email=key["client_email"])
-            token = document.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise CheckFailed(
-                    Stage.AUTH,
-                    f"access token: not an answer of Google's token endpoint: {answer.snippet or '(empty)'}",
-                    "the key's token_uri does not lead to Google's OAuth token endpoint: use the key as issued",
-                )
-            probe.note(f"for {key['client_email']}")
-            return token
-
     def _url(self, model: str, method: str) -> str:
         if self.provider == "google_ai":
             return f"{self.endpoint}/{self.api_version}/models/{model}:{method}"
-        project = self.project or self._key()["project_id"]
+        project = self.project or service_account_project(self.service_account_key)
         return (
             f"{self.endpoint}/v1/projects/{project}/locations/{self.location}/publishers/google/models/{model}:{method}"
         )

@@ -235,7 +235,7 @@ def test_config_errors_name_the_field(fields: dict[str, Any], message: str) -> N
         ("not json", "service_account_key is not a service account's JSON key (type: service_account)"),
         ('{"type": "service_account"}', "service_account_key has no client_email or private_key"),
         (
-            '{"type": "service_account", "client_email": "a", "private_key": "k"}',
+            '{"type": "service_account", "client_email": "a", "private_key": "no-key-here"}',
             "service_account_key names no project",
         ),
     ],

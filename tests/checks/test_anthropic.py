@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from app.checks.ai import PROMPT, TEST_IMAGE
 from app.checks.anthropic import AnthropicTarget
 from app.checks.base import Stage, Status
+from app.config import ConfigError, parse_targets
 from tests.checks import run_check
 from tests.checks.anthropic_server import KEY, AnthropicServer
+from tests.checks.gemini_server import ACCESS_TOKEN, GeminiServer
 from tests.servers import StallServer
 
 
@@ -129,3 +132,71 @@ def test_a_stalled_endpoint_ends_on_time(stall: StallServer) -> None:
     result = run_check(target(f"http://127.0.0.1:{stall.port}", timeout=0.5))
     assert (result.stage, result.steps[-1].name) == (Stage.OPERATION, "http request")
     assert result.duration_ms < 900
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[GeminiServer]:
+    """Google's token endpoint (with the service account key it accepts)."""
+    with GeminiServer() as server:
+        yield server
+
+
+def vertex(server: AnthropicServer, google: GeminiServer, **fields: Any) -> AnthropicTarget:
+    values = {
+        "name": "claude-vertex",
+        "kind": "anthropic",
+        "provider": "vertex",
+        "base_url": server.url,
+        "service_account_key": google.service_account_key(),
+        "model": "claude-test@20250101",
+    }
+    return AnthropicTarget.model_validate({**values, **fields})
+
+
+def test_claude_on_vertex_gets_a_token_and_the_messages_body_at_raw_predict(
+    server: AnthropicServer, google: GeminiServer
+) -> None:
+    result = run_check(vertex(server, google, vision=True))
+    assert result.status == Status.PASSED, result.cause
+    assert [s.name for s in result.steps if s.name != "http request"] == [
+        "service account key",
+        "resolve",
+        "connect",
+        "access token",
+        "connect",  # the token endpoint is another host than Vertex AI's
+        "chat",
+        "vision",
+    ]
+    chat, _ = server.requests
+    assert chat.path == (
+        "/v1/projects/airia-test-project/locations/us-east5/publishers/anthropic/models/claude-test@20250101:rawPredict"
+    )
+    assert chat.headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert "x-api-key" not in chat.headers
+    assert json.loads(chat.body) == {
+        "anthropic_version": "vertex-2023-10-16",
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
+
+
+def test_claude_not_enabled_on_vertex_is_named_with_the_location(server: AnthropicServer, google: GeminiServer) -> None:
+    result = run_check(vertex(server, google, model="claude-other@20250101", location="europe-west1"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause.startswith("chat: HTTP 404 NOT_FOUND: Publisher Model `projects/airia-test-project/")
+    assert "'claude-other@20250101' is not offered in europe-west1" in result.remediation
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "api_key required when provider is anthropic"),
+        ({"api_key": "k", "location": "us-east5"}, "location not used when provider is anthropic"),
+        ({"provider": "vertex"}, "service_account_key required when provider is vertex"),
+        ({"provider": "vertex", "service_account_key": "{}", "api_version": "2023-06-01"}, "api_version not used"),
+    ],
+)
+def test_config_errors_name_the_field(fields: dict[str, Any], message: str) -> None:
+    entry = {"name": "c", "kind": "anthropic", "model": "claude", **fields}
+    with pytest.raises(ConfigError, match=message):
+        parse_targets(yaml.safe_dump({"targets": [entry]}), "t.yaml", {})

@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, StringConstraints
 
+from app.checks import facts
 from app.checks.base import CheckFailed, Probe, Scalar, Stage
 from app.checks.http import Answer, exchange
-from app.checks.net import resolve
+from app.checks.net import default_port, resolve
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def judge(probe: Probe, call: str, refusal: Refusal, rules: Rules, **names: str)
 
 def resolve_url(probe: Probe, url: str) -> None:
     parts = urlsplit(url)
-    resolve(probe, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+    resolve(probe, parts.hostname or "", default_port(parts.scheme, parts.port))
 
 
 def ask(
@@ -129,7 +130,7 @@ def ask(
     """POST one request and judge it in a step named after the call; None when it ended in a warning."""
     answer = exchange(probe, client, "POST", url, headers=headers, json=body)
     with probe.step(call, Stage.OPERATION):
-        probe.facts[f"{call}_latency_ms"] = answer.latency_ms
+        probe.facts[facts.CALL_LATENCY_MS.format(call=call)] = answer.latency_ms
         if not 200 <= answer.status < 300:
             judge(probe, call, refusal(answer), rules, **names)
             return None
@@ -164,9 +165,9 @@ def count(value: Any) -> Scalar:
 def chat_facts(probe: Probe, call: Call, model: Any, prompt_tokens: Any, completion_tokens: Any) -> None:
     """The model as the provider reports it, and the tokens the call cost."""
     if model:
-        probe.facts[f"{call}_model"] = clean_remote_text(str(model), 200)
-    probe.facts[f"{call}_prompt_tokens"] = count(prompt_tokens)
-    probe.facts[f"{call}_completion_tokens"] = count(completion_tokens)
+        probe.facts[facts.CALL_MODEL.format(call=call)] = clean_remote_text(str(model), 200)
+    probe.facts[facts.CALL_PROMPT_TOKENS.format(call=call)] = count(prompt_tokens)
+    probe.facts[facts.CALL_COMPLETION_TOKENS.format(call=call)] = count(completion_tokens)
 
 
 def is_vector(value: Any) -> bool:
@@ -179,8 +180,8 @@ def is_vector(value: Any) -> bool:
 
 def embedding_facts(probe: Probe, vector: list[Any], tokens: Any, expected: int | None) -> None:
     """Dimensions and tokens; a vector of another size than the platform's index expects fails."""
-    probe.facts["embedding_dimensions"] = len(vector)
-    probe.facts["embedding_tokens"] = count(tokens)
+    probe.facts[facts.EMBEDDING_DIMENSIONS] = len(vector)
+    probe.facts[facts.EMBEDDING_TOKENS] = count(tokens)
     if expected is None:
         return
     with probe.step("embedding dimensions", Stage.OPERATION):

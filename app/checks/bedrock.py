@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import ssl
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
+from app.checks import aws, facts
 from app.checks.ai import (
     OVERLOADED,
     PROMPT,
@@ -36,10 +37,9 @@ from app.checks.ai import (
     is_vector,
     judge,
 )
-from app.checks.base import CheckFailed, Probe, Stage, Target
-from app.checks.net import connect_failure, resolve
-from app.checks.s3 import _chain_failure, _quiet_botocore_debug, _shared_loader
-from app.checks.tls import ssl_error_in, tls_failure
+from app.checks.base import CheckFailed, Probe, Stage, Target, elapsed_ms, find_cause
+from app.checks.net import connect_failure, default_port, resolve
+from app.checks.tls import tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class BedrockTarget(Target):
     embedding_dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None  # what the platform's index expects
     vision: bool = False
     endpoint_url: str | None = None  # a VPC endpoint; default: bedrock-runtime.<region>.amazonaws.com
-    access_key_id: Annotated[str, StringConstraints(pattern=r"^\S{1,128}$")] | None = None
+    access_key_id: aws.AccessKeyId | None = None
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
     ca_file: FilePath | None = None
@@ -121,22 +121,15 @@ class BedrockTarget(Target):
 
     @model_validator(mode="after")
     def _consistent(self) -> BedrockTarget:
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError(
-                "access_key_id and secret_access_key go together; leave both out to use the pod's AWS "
-                "credential chain (IRSA, environment, instance role)"
-            )
-        if self.session_token is not None and self.access_key_id is None:
-            raise ValueError("session_token needs access_key_id and secret_access_key")
+        aws.check_keys(self.access_key_id, self.secret_access_key, self.session_token)
         return self
 
     def check(self, probe: Probe) -> None:
-        _quiet_botocore_debug()
-        session = self._session(probe)
+        session = aws.session(probe, self.access_key_id, self.secret_access_key, self.session_token)
         with self._client(session, probe.remaining()) as client:
             endpoint = urlsplit(str(client.meta.endpoint_url))
-        host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
-        probe.facts["endpoint"] = f"{endpoint.scheme}://{endpoint.netloc}"
+        host, port = endpoint.hostname or "", default_port(endpoint.scheme, endpoint.port)
+        probe.facts[facts.ENDPOINT] = f"{endpoint.scheme}://{endpoint.netloc}"
         try:
             resolve(probe, host, port)
         except CheckFailed as failure:
@@ -154,56 +147,22 @@ class BedrockTarget(Target):
         if self.embedding_model is not None:
             self._embed(probe, session, self.embedding_model)
 
-    def _session(self, probe: Probe) -> Session:
-        import botocore.session
-        from botocore.config import Config
-
-        session = botocore.session.Session()
-        remaining = probe.remaining()  # inherited by STS for a web identity (IRSA), which botocore creates itself
-        session.set_default_client_config(
-            Config(connect_timeout=remaining, read_timeout=remaining, retries={"total_max_attempts": 1})
-        )
-        session.register_component("data_loader", _shared_loader())
-        if self.access_key_id and self.secret_access_key:
-            token = self.session_token.get_secret_value() if self.session_token else None
-            session.set_credentials(self.access_key_id, self.secret_access_key.get_secret_value(), token)
-        return session
-
-    @contextlib.contextmanager
-    def _client(self, session: Session, timeout: float) -> Iterator[Any]:
-        """A bedrock-runtime client whose sockets give up after `timeout` and that never retries; closed after use."""
-        from botocore.config import Config
-
-        config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1})
-        client = session.create_client(
+    def _client(self, session: Session, timeout: float) -> contextlib.AbstractContextManager[Any]:
+        verify: bool | str = str(self.ca_file) if self.ca_file else True
+        return aws.client(
+            session,
             "bedrock-runtime",
-            region_name=self.region,
+            region=self.region,
             endpoint_url=self.endpoint_url,
-            config=config,
-            verify=str(self.ca_file) if self.ca_file else True,
+            timeout=timeout,
+            verify=verify,
         )
-        with contextlib.closing(client):
-            yield client
 
     def _credentials(self, probe: Probe, session: Session) -> None:
         """The credentials to sign with: the static keys, or what the pod's chain finds (STS for IRSA)."""
         with probe.step("credentials", Stage.AUTH):
-            try:
-                credentials = session.get_credentials()
-                if credentials is not None:
-                    credentials.get_frozen_credentials()
-            except Exception as error:
-                raise _chain_failure(error) from None
-            if credentials is None:
-                raise CheckFailed(
-                    Stage.AUTH,
-                    "no AWS credentials: none are configured and the pod's credential chain found none",
-                    "set access_key_id and secret_access_key, or give the pod a role: with IRSA, annotate its "
-                    "ServiceAccount with eks.amazonaws.com/role-arn",
-                )
-            method = "explicit" if self.access_key_id else str(getattr(credentials, "method", "") or "unknown")
-            probe.facts["credentials"] = method
-            probe.note(method)
+            aws.credentials(probe, session, explicit=self.access_key_id is not None)
+            probe.note(str(probe.facts[facts.CREDENTIALS]))
 
     def _converse(self, probe: Probe, session: Session, call: Call, content: list[dict[str, Any]]) -> None:
         with probe.step(call, Stage.OPERATION):
@@ -255,12 +214,12 @@ class BedrockTarget(Target):
         from botocore import exceptions
 
         started = time.perf_counter()
-        host = urlsplit(str(probe.facts.get("endpoint", ""))).hostname or ""
+        host = urlsplit(str(probe.facts.get(facts.ENDPOINT, ""))).hostname or ""
         try:
             with self._client(session, probe.remaining()) as client:
                 response: dict[str, Any] = request(client)
         except exceptions.ClientError as error:
-            probe.facts[f"{call}_latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            probe.facts[facts.CALL_LATENCY_MS.format(call=call)] = elapsed_ms(started)
             meta = error.response.get("ResponseMetadata", {})
             details = error.response.get("Error", {})
             refusal = Refusal(
@@ -272,11 +231,11 @@ class BedrockTarget(Target):
             judge(probe, call, refusal, RULES, model=model, region=self.region)
             return None
         except exceptions.SSLError as error:
-            raise tls_failure(ssl_error_in(error) or OSError(str(error)), host) from None
+            raise tls_failure(find_cause(error, ssl.SSLError) or OSError(str(error)), host) from None
         except exceptions.ConnectTimeoutError:
             raise connect_failure(host, _port(probe), TimeoutError()) from None
         except exceptions.EndpointConnectionError as error:
-            raise connect_failure(host, _port(probe), _os_error(error)) from None
+            raise connect_failure(host, _port(probe), find_cause(error, OSError)) from None
         except exceptions.ReadTimeoutError:
             raise CheckFailed(
                 Stage.OPERATION,
@@ -289,8 +248,8 @@ class BedrockTarget(Target):
                 f"{call}: {host} broke off the exchange: {clean_remote_text(str(error))}",
                 "a proxy or firewall in between may be cutting the connection: check the pod's egress path",
             ) from None
-        latency = round((time.perf_counter() - started) * 1000, 2)
-        probe.facts[f"{call}_latency_ms"] = latency
+        latency = elapsed_ms(started)
+        probe.facts[facts.CALL_LATENCY_MS.format(call=call)] = latency
         probe.note(f"answered in {latency:.0f} ms")
         return response
 
@@ -314,16 +273,5 @@ def _embedding_of(family: EmbeddingFamily | None, document: Any) -> tuple[list[A
 
 
 def _port(probe: Probe) -> int:
-    endpoint = urlsplit(str(probe.facts.get("endpoint", "")))
-    return endpoint.port or (443 if endpoint.scheme == "https" else 80)
-
-
-def _os_error(error: BaseException) -> OSError | None:
-    current: BaseException | None = error
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
+    endpoint = urlsplit(str(probe.facts.get(facts.ENDPOINT, "")))
+    return default_port(endpoint.scheme, endpoint.port)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import FilePath, SecretStr, StringConstraints
 
 from app.checks.ai import RATE_LIMITED, Refusal, Rule, Rules, json_of, judge, message_of, resolve_url
-from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.base import CheckFailed, Probe, Stage, Target, elapsed_ms
 from app.checks.http import Answer, HttpUrl, exchange, open_client
 from app.sanitization import clean_remote_text
 
@@ -87,7 +87,7 @@ class DocumentIntelligenceTarget(Target):
                 result = self._poll(probe, client, operation, headers, accepted)
                 if result is None:
                     return
-            probe.facts["analyze_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            probe.facts["analyze_ms"] = elapsed_ms(started)
             analyzed = result.get("analyzeResult") or {}
             probe.facts["model_id"] = clean_remote_text(str(analyzed.get("modelId", "")), 100)
             probe.facts["pages"] = len(analyzed.get("pages") or [])

@@ -40,7 +40,7 @@ class AnthropicServer(HttpServer):
         super().__init__(self._answer, cert)
         self.outage: Outage = None
 
-    def _answer(self, request: Request) -> Reply:
+    def _answer(self, request: Request) -> Reply:  # noqa: PLR0911 - the fake API's routing, one return a route
         vertex = _VERTEX.match(request.path)
         if vertex:
             return self._vertex(request, vertex["project"], vertex["model"])
@@ -77,7 +77,7 @@ class AnthropicServer(HttpServer):
             return _error(400, "invalid_request_error", "anthropic_version: invalid value")
         return self._message(model.partition("@")[0], body)
 
-    def _message(self, model: str, body: dict[str, Any]) -> Reply:
+    def _message(self, model: str, body: dict[str, Any]) -> Reply:  # noqa: PLR0911 - one return a case
         if model not in MODELS:
             return _error(404, "not_found_error", f"model: {model}")
         if MODELS[model] == "forbidden":

@@ -45,7 +45,7 @@ class BedrockServer(HttpServer):
         super().__init__(self._answer, cert)
         self.outage: Outage = None
 
-    def _answer(self, request: Request) -> Reply:
+    def _answer(self, request: Request) -> Reply:  # noqa: PLR0911 - the fake API's routing, one return a route
         refused = self._signature_refusal(request)
         if refused is not None:
             return refused
@@ -79,7 +79,7 @@ class BedrockServer(HttpServer):
             return _converse(body, images=model == CHAT)
         return _embed(model, body, request.headers)
 
-    def _signature_refusal(self, request: Request) -> Reply | None:
+    def _signature_refusal(self, request: Request) -> Reply | None:  # noqa: PLR0911 - one return a case
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials

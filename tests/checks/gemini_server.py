@@ -70,7 +70,7 @@ class GeminiServer(HttpServer):
         }
         return json.dumps(key)
 
-    def _answer(self, request: Request) -> Reply:
+    def _answer(self, request: Request) -> Reply:  # noqa: PLR0911 - the fake API's routing, one return a route
         if request.path == "/token":
             return self._token(request)
         vertex = _VERTEX.match(request.path)
@@ -126,7 +126,7 @@ class GeminiServer(HttpServer):
             return _json(400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"})
         return _json(200, {"access_token": ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"})
 
-    def _call(self, request: Request, model: str, method: str, version: str) -> Reply:
+    def _call(self, request: Request, model: str, method: str, version: str) -> Reply:  # noqa: PLR0911 - one return a case
         methods, versions = MODELS.get(model, (set(), set()))
         if method == "predict" and "embedContent" in methods:
             methods = {"predict"}

@@ -26,7 +26,7 @@ class MistralServer(HttpServer):
         super().__init__(self._answer)
         self.outage: Outage = None
 
-    def _answer(self, request: Request) -> Reply:
+    def _answer(self, request: Request) -> Reply:  # noqa: PLR0911 - the fake API's routing, one return a route
         if request.headers.get("authorization") != f"Bearer {KEY}":
             return _json(401, {"message": "Unauthorized", "request_id": "0f3c9e0d1b2a"})
         if request.method != "POST" or request.path not in ("/v1/chat/completions", "/v1/embeddings"):

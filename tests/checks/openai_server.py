@@ -41,7 +41,7 @@ class OpenAiServer(HttpServer):
         self._closing.set()  # lets hung /models handlers end
         super().close()
 
-    def _answer(self, request: Request) -> Reply:
+    def _answer(self, request: Request) -> Reply:  # noqa: PLR0911 - the fake API's routing, one return a route
         url = urlsplit(request.path)
         azure = _AZURE_PATH.match(url.path)
         if azure:
@@ -66,7 +66,7 @@ class OpenAiServer(HttpServer):
             return self._call(request, url.path.removeprefix("/v1/"), model, MODELS[model])
         return _error(404, "not_found", f"no route for {request.method} {url.path}")
 
-    def _call(self, request: Request, call: str, model: str, purpose: str) -> Reply:
+    def _call(self, request: Request, call: str, model: str, purpose: str) -> Reply:  # noqa: PLR0911 - one a case
         if self.outage == "rate_limit":
             return _error(429, "rate_limit_exceeded", "Rate limit reached for requests.", {"Retry-After": "7"})
         if self.outage == "insufficient_quota":

@@ -11,7 +11,7 @@ import yaml
 
 from app.checks.ai import BY_STATUS, TEST_IMAGE, Refusal, Rule, judge
 from app.checks.base import CheckFailed, Probe, Stage
-from app.config import ConfigError, parse_targets
+from tests.checks.helpers import ENVIRON, config_error, parse
 
 
 def test_the_test_image_is_a_valid_png_of_one_colour() -> None:
@@ -66,9 +66,6 @@ def test_an_unlisted_server_error_fails_and_an_unlisted_client_error_names_the_c
     assert client.value.remediation == "the service rejects the request: check that 'm' is a vision model"
 
 
-KEYS = {"AI_KEY": "secret-key-value-0123456789"}
-
-
 @pytest.mark.parametrize(
     "entry",
     [
@@ -86,9 +83,9 @@ KEYS = {"AI_KEY": "secret-key-value-0123456789"}
     ],
 )
 def test_each_kind_takes_its_secret_from_the_environment(entry: dict[str, Any]) -> None:
-    (target,) = parse_targets(yaml.safe_dump({"targets": [{"name": "ai", **entry}]}), "t.yaml", KEYS)
-    assert target.secrets() == [KEYS["AI_KEY"]]
-    assert KEYS["AI_KEY"] not in repr(target)
+    (target,) = parse(yaml.safe_dump({"targets": [{"name": "ai", **entry}]}))
+    assert target.secrets() == [ENVIRON["AI_KEY"]]
+    assert ENVIRON["AI_KEY"] not in repr(target)
 
 
 @pytest.mark.parametrize(
@@ -117,6 +114,4 @@ def test_each_kind_takes_its_secret_from_the_environment(entry: dict[str, Any]) 
     ],
 )
 def test_config_errors_name_the_field(entry: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError) as error:
-        parse_targets(yaml.safe_dump({"targets": [{"name": "ai", **entry}]}), "t.yaml", {})
-    assert message in str(error.value)
+    assert message in config_error(yaml.safe_dump({"targets": [{"name": "ai", **entry}]}))

@@ -12,9 +12,9 @@ import yaml
 from app.checks.ai import PROMPT
 from app.checks.base import Stage, Status
 from app.checks.gemini import GeminiTarget
-from app.config import ConfigError, parse_targets
 from tests.checks import run_check
 from tests.checks.gemini_server import ACCESS_TOKEN, CLIENT_EMAIL, DIMENSIONS, KEY, PROJECT, GeminiServer
+from tests.checks.helpers import config_error
 from tests.servers import StallServer
 
 
@@ -224,9 +224,7 @@ def test_vertex_endpoints_follow_the_location() -> None:
 )  # fmt: skip
 def test_config_errors_name_the_field(fields: dict[str, Any], message: str) -> None:
     entry = {"name": "g", "kind": "gemini", "model": "gemini-test", **fields}
-    with pytest.raises(ConfigError) as error:
-        parse_targets(yaml.safe_dump({"targets": [entry]}), "t.yaml", {})
-    assert message in str(error.value)
+    assert message in config_error(yaml.safe_dump({"targets": [entry]}))
 
 
 @pytest.mark.parametrize(

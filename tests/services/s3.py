@@ -213,7 +213,7 @@ def _provision(endpoint: str, ca_file: str | None) -> S3Server:
 
 
 def _empty_buckets(server: S3Server) -> None:
-    """Remove what the tests left on a shared server (a denied delete leaves its probe object)."""
+    """Remove what the tests left on a shared server (a denied delete leaves its scratch object)."""
     import boto3
 
     admin = server.keys["admin"]

@@ -13,6 +13,7 @@ pytest_plugins: list[str] = [
     "tests.services.cassandra",
     "tests.services.azurite",
     "tests.services.s3",
+    "tests.services.versitygw",
 ]
 
 

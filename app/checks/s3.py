@@ -43,7 +43,6 @@ CLEAN_UP_GRACE = 2.0  # seconds a clean-up delete may take even when the deadlin
 # sees the connection closed (over HTTPS an SSL EOF) instead of the answer. A body with a Content-Length is read before
 # the answer. Integrity is proven by comparing the object read back.
 CHECKSUMS = "when_required"
-ALWAYS_LENGTH = "when_required"  # for a request that must never stream its body, whatever CHECKSUMS says
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId": (
@@ -264,9 +263,8 @@ class S3Target(Target):
             region = _bucket_region(response)
             if region:
                 probe.facts["bucket_region"] = region
-                signing_region = session.get_config_variable(
-                    "region"
-                )  # the configured one unless the server named another
+                # the configured region, unless the server named another one (see _auth)
+                signing_region = session.get_config_variable("region")
                 if region != signing_region:
                     raise CheckFailed(
                         Stage.OPERATION,
@@ -325,8 +323,8 @@ class S3Target(Target):
             if not _connection_lost(error) or probe.remaining(floor=0) == 0:
                 raise
             lost = f"{type(error).__name__}: {clean_remote_text(str(error))}"
-        try:  # Content-Length: 0, so the server has nothing left unread when it answers and closes
-            with self._client(session, probe.remaining(), ALWAYS_LENGTH) as client:
+        try:  # never streamed: Content-Length: 0 leaves the server nothing unread when it answers and closes
+            with self._client(session, probe.remaining(), checksums="when_required") as client:
                 client.put_object(Bucket=self.bucket, Key=key, Body=b"")
         except Exception as error:
             if not _connection_lost(error):

@@ -196,3 +196,33 @@ async def test_a_paused_gateway_fails_on_time_at_the_stage_it_hung(tls: bool, st
         elapsed = time.monotonic() - start
     assert (result.status, result.stage) == (Status.FAILED, stage)
     assert 1.0 <= elapsed < 1.5
+
+
+# --- the same server for Docker users and GitHub -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "path"),
+    [
+        ("docker-compose.test.yml", ["services", "versitygw"]),
+        (".github/workflows/test.yml", ["jobs", "test", "services", "versitygw"]),
+    ],
+)
+def test_the_docker_service_runs_the_version_and_settings_the_fixtures_expect(file: str, path: list[str]) -> None:
+    import yaml
+
+    document = yaml.safe_load((ROOT / file).read_text())
+    service = document
+    for key in path:
+        service = service[key]
+    environment = service.get("environment") or service["env"]
+    assert service["image"].split("@")[0] == f"versity/versitygw:{versitygw.VERSION}"  # a digest may follow
+    root = versitygw.ROOT
+    assert (environment["ROOT_ACCESS_KEY"], environment["ROOT_SECRET_KEY"]) == (
+        root.access_key_id,
+        root.secret_access_key,
+    )
+    assert environment["VGW_VIRTUAL_DOMAIN"] == versitygw.VIRTUAL_DOMAIN
+    port = environment["VGW_PORT"].rsplit(":", 1)[1]
+    assert any(published.endswith(f"{port}:{port}") for published in service["ports"])
+    assert f"TESTPOD_TEST_VERSITYGW_ENDPOINT=http://127.0.0.1:{port}" in (ROOT / file).read_text().replace(": ", "=")

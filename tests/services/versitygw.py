@@ -67,7 +67,7 @@ def install() -> None:
         return
     go = shutil.which("go")
     if go is None:
-        raise SystemExit("Go is needed to build versitygw: see https://go.dev/doc/install")
+        raise SystemExit(f"Go 1.25 or later is needed to build versitygw {VERSION} (its go.mod asks for it)")
     environment = {**os.environ, "GOBIN": str(install_dir()), "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}
     subprocess.run([go, "install", f"{MODULE}@{VERSION}"], check=True, env=environment)
 

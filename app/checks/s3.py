@@ -237,7 +237,7 @@ class S3Target(Target):
                 probe.warn(
                     Stage.AUTH,
                     f"the server rejects requests signed for region {self.region} and expects {signing_region} "
-                    "(AuthorizationHeaderMalformed): boto3 re-signs each refused request for it, other SDKs fail",
+                    "(AuthorizationHeaderMalformed): boto3 re-signs each refused request for it, other clients may not",
                     f"set region: {signing_region} in this target and in the platform's S3 settings",
                 )
             chain = None if self.access_key_id else getattr(credentials, "method", None)

@@ -129,7 +129,7 @@ async def test_a_signing_region_the_server_rejects_is_a_warning_naming_both(gate
     assert (result.status, result.stage) == (Status.WARNING, Stage.AUTH)
     assert result.cause == (
         f"the server rejects requests signed for region {OTHER_REGION} and expects {REGION} "
-        "(AuthorizationHeaderMalformed): boto3 re-signs each refused request for it, other SDKs fail"
+        "(AuthorizationHeaderMalformed): boto3 re-signs each refused request for it, other clients may not"
     )
     assert result.remediation == f"set region: {REGION} in this target and in the platform's S3 settings"
     assert (result.facts["signing_region"], result.facts["bucket_region"]) == (REGION, REGION)

@@ -6,11 +6,16 @@ models are loaded once per process and shared by every check's session. Failures
 exception type and S3 error code. HEAD responses carry no error code, so credentials are proven with a
 ListObjectsV2 call, whose errors do. Whatever fails once the scratch object's put is sent, it is deleted, with a
 few seconds beyond the deadline to do so.
+
+Two behaviours of real servers that emulators never show are handled here: a refused put whose answer is lost
+because the server closed the connection before reading the body (see `_put`), and a server that rejects the
+signing region and names its own, which botocore follows silently (see `_follow_signing_region`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import ssl
 import time
@@ -31,6 +36,11 @@ if TYPE_CHECKING:
 
 SCRATCH_BYTES = 256 * 1024
 SCRATCH_PREFIX = "airia-test-pod/"
+# botocore's default ("when_supported") streams a put's body in aws-chunked encoding with a trailing checksum. A server
+# that refuses the put answers before reading that stream and closes the connection; the client, still sending, then
+# sees the connection closed (over HTTPS an SSL EOF) instead of the answer. A body with a Content-Length is read before
+# the answer. Integrity is proven by comparing the object read back.
+CHECKSUMS = "when_required"
 
 _DENIED = (
     Stage.PERMISSION,
@@ -132,6 +142,7 @@ class S3Target(Target):
 
     def check(self, probe: Probe) -> None:
         session = aws.session(probe, self.access_key_id, self.secret_access_key, self.session_token)
+        session.set_config_variable("region", self.region)  # the signing region; see _follow_signing_region
         url = urlsplit(self._request_url(session))
         host, port = url.hostname or "", default_port(url.scheme, url.port)
         probe.facts[facts.ENDPOINT] = f"{url.scheme}://{url.netloc}"
@@ -166,17 +177,22 @@ class S3Target(Target):
         with contextlib.closing(unsigned):
             return str(unsigned.generate_presigned_url("head_bucket", Params={"Bucket": self.bucket}))
 
-    def _client(self, session: Session, timeout: float) -> contextlib.AbstractContextManager[Any]:
+    @contextlib.contextmanager
+    def _client(self, session: Session, timeout: float, checksums: str | None = None) -> Iterator[Any]:
+        """A client on the probe's clock (see aws.client), signing for the session's region, which it follows."""
         verify: bool | str = str(self.ca_file) if self.ca_file else self.tls_verify
-        return aws.client(
+        with aws.client(
             session,
             "s3",
-            region=self.region,
+            region=session.get_config_variable("region"),
             endpoint_url=self.endpoint_url,
             timeout=timeout,
             verify=verify,
             s3={"addressing_style": self.addressing_style},
-        )
+            request_checksum_calculation=checksums or CHECKSUMS,
+        ) as client:
+            client.meta.events.register_first("needs-retry.s3", functools.partial(_follow_signing_region, session))
+            yield client
 
     def _auth(self, probe: Probe, session: Session) -> None:
         """Credentials the server accepts: any answer but a credential error proves them."""
@@ -191,6 +207,15 @@ class S3Target(Target):
                 if failure.stage in (Stage.CONNECT, Stage.TLS, Stage.AUTH):
                     raise failure from None
                 probe.note(f"credentials accepted ({_code(error)})")
+            signing_region = session.get_config_variable("region")
+            if signing_region != self.region:
+                probe.facts["signing_region"] = signing_region
+                probe.warn(
+                    Stage.AUTH,
+                    f"the server rejects requests signed for region {self.region} and expects {signing_region} "
+                    "(AuthorizationHeaderMalformed): boto3 re-signs each refused request for it, other clients may not",
+                    f"set region: {signing_region} in this target and in the platform's S3 settings",
+                )
 
     def _bucket(self, probe: Probe, session: Session) -> None:
         """The bucket exists, in the configured region."""
@@ -212,10 +237,12 @@ class S3Target(Target):
             region = _bucket_region(response)
             if region:
                 probe.facts["bucket_region"] = region
-                if region != self.region:
+                # the configured region, unless the server named another one (see _auth)
+                signing_region = session.get_config_variable("region")
+                if region != signing_region:
                     raise CheckFailed(
                         Stage.OPERATION,
-                        f"bucket {self.bucket} is in region {region}, not {self.region}",
+                        f"bucket {self.bucket} is in region {region}, not {signing_region}",
                         f"set region: {region} in this target (and in the platform's S3 settings)",
                     )
             probe.note(f"{self.bucket} in {region or 'an unreported region'}")
@@ -229,8 +256,8 @@ class S3Target(Target):
         try:
             with probe.step("write", Stage.OPERATION):
                 start = time.perf_counter()
-                with self._classified(probe, "PutObject", key), self._client(session, probe.remaining()) as client:
-                    client.put_object(Bucket=self.bucket, Key=key, Body=payload)
+                with self._classified(probe, "PutObject", key):
+                    self._put(probe, session, key, payload)
                 probe.throughput("upload", SCRATCH_BYTES, start)
             with probe.step("read", Stage.OPERATION):
                 start = time.perf_counter()
@@ -254,11 +281,48 @@ class S3Target(Target):
                 with contextlib.suppress(Exception), self._client(session, grace) as client:
                     client.delete_object(Bucket=self.bucket, Key=key)
 
+    def _put(self, probe: Probe, session: Session, key: str, payload: bytes) -> None:
+        """Put the scratch object; if the connection is lost on the way, ask the server for its real answer.
+
+        A server that refuses a put may answer and close before it has read the body: the client, still sending,
+        then sees a closed connection (an SSL EOF over HTTPS) instead of AccessDenied. The same put without a body
+        gets an answer nothing cuts short: a refusal raises its own error code; an accepted one means the transfer
+        itself broke.
+        """
+        try:
+            with self._client(session, probe.remaining()) as client:
+                client.put_object(Bucket=self.bucket, Key=key, Body=payload)
+            return
+        except Exception as error:
+            if not _connection_lost(error) or probe.remaining(floor=0) == 0:
+                raise
+            lost = f"{type(error).__name__}: {clean_remote_text(str(error))}"
+        try:  # never streamed: Content-Length: 0 leaves the server nothing unread when it answers and closes
+            with self._client(session, probe.remaining(), checksums="when_required") as client:
+                client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+        except Exception as error:
+            if not _connection_lost(error):
+                raise  # the server's real answer
+            raise CheckFailed(
+                Stage.OPERATION,
+                f"the connection was closed during PutObject, also without a body ({lost})",
+                "check the endpoint's log, and any proxy, gateway or firewall between the pod and the endpoint",
+            ) from None
+        raise CheckFailed(
+            Stage.OPERATION,
+            f"the connection was closed while the {SCRATCH_BYTES // 1024} KiB scratch object was sent, "
+            f"yet an empty put is accepted ({lost})",
+            "check for a proxy, gateway or firewall between the pod and the endpoint that limits or inspects "
+            "request bodies",
+        )
+
     @contextlib.contextmanager
     def _classified(self, probe: Probe, action: str, key: str) -> Iterator[None]:
         """The request inside either succeeds or ends the step with a classified failure."""
         try:
             yield
+        except CheckFailed:
+            raise
         except Exception as error:
             failure = self._failure(error, probe, action, key)
             if action == "DeleteObject" and failure.stage == Stage.PERMISSION:
@@ -314,6 +378,26 @@ class S3Target(Target):
             "where": region or "the bucket's region",
         }
         return CheckFailed(stage, cause.format(**values).strip(), remediation.format(**values))
+
+
+def _follow_signing_region(session: Session, response: Any = None, **_: Any) -> None:
+    """botocore hook on every answer: remember the region a server names when it rejects the signing region.
+
+    botocore re-signs such a request for the named region and says nothing; the session remembers it, so the check
+    reports the mismatch and signs its next requests for that region, as the platform's boto3 ends up doing.
+    """
+    error = response[1].get("Error", {}) if response else {}
+    if error.get("Code") == "AuthorizationHeaderMalformed" and error.get("Region"):
+        session.set_config_variable("region", str(error["Region"]))
+
+
+def _connection_lost(error: Exception) -> bool:
+    """The connection closed under a request after TLS was established, as opposed to a failed handshake."""
+    from botocore import exceptions
+
+    if isinstance(error, exceptions.ConnectionClosedError):
+        return True
+    return isinstance(error, exceptions.SSLError) and find_cause(error, ssl.SSLEOFError) is not None
 
 
 def _code(error: Exception) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import secrets
 import ssl
 import time
@@ -26,14 +25,13 @@ from urllib.parse import urlsplit
 
 from pydantic import FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks import facts
+from app.checks import aws, facts
 from app.checks.base import CLEAN_UP_GRACE, CheckFailed, Probe, Stage, Target, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect, default_port, resolve
 from app.checks.tls import handshake_step, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
-    from botocore.loaders import Loader
     from botocore.session import Session
 
 SCRATCH_BYTES = 256 * 1024
@@ -112,7 +110,7 @@ class S3Target(Target):
     bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"
     endpoint_url: str | None = None  # an S3-compatible store (MinIO, Ceph ...); default: AWS for the region
-    access_key_id: Annotated[str, StringConstraints(pattern=r"^\S{1,128}$")] | None = None
+    access_key_id: aws.AccessKeyId | None = None
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
@@ -135,13 +133,7 @@ class S3Target(Target):
 
     @model_validator(mode="after")
     def _consistent(self) -> S3Target:
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError(
-                "access_key_id and secret_access_key go together; leave both out to use the pod's AWS "
-                "credential chain (IRSA, environment, instance role)"
-            )
-        if self.session_token is not None and self.access_key_id is None:
-            raise ValueError("session_token needs access_key_id and secret_access_key")
+        aws.check_keys(self.access_key_id, self.secret_access_key, self.session_token)
         if self.ca_file is not None and not self.tls_verify:
             raise ValueError("ca_file is unused with tls_verify: false; keep tls_verify and give the CA instead")
         if self.endpoint_url is not None and self.endpoint_url.startswith("http://") and self.ca_file is not None:
@@ -149,8 +141,8 @@ class S3Target(Target):
         return self
 
     def check(self, probe: Probe) -> None:
-        _quiet_botocore_debug()
-        session = self._session(probe)
+        session = aws.session(probe, self.access_key_id, self.secret_access_key, self.session_token)
+        session.set_config_variable("region", self.region)  # the signing region; see _follow_signing_region
         url = urlsplit(self._request_url(session))
         host, port = url.hostname or "", default_port(url.scheme, url.port)
         probe.facts[facts.ENDPOINT] = f"{url.scheme}://{url.netloc}"
@@ -171,24 +163,6 @@ class S3Target(Target):
         self._bucket(probe, session)
         self._round_trip(probe, session)
 
-    def _session(self, probe: Probe) -> Session:
-        import botocore.session
-        from botocore.config import Config
-
-        session = botocore.session.Session()
-        # inherited by the clients botocore creates on its own, such as STS for a web identity (IRSA), which would
-        # otherwise wait 60 s per read and try 5 times
-        remaining = probe.remaining()
-        session.set_default_client_config(
-            Config(connect_timeout=remaining, read_timeout=remaining, retries={"total_max_attempts": 1})
-        )
-        session.register_component("data_loader", _shared_loader())
-        session.set_config_variable("region", self.region)  # the signing region; see _follow_signing_region
-        if self.access_key_id and self.secret_access_key:
-            token = self.session_token.get_secret_value() if self.session_token else None
-            session.set_credentials(self.access_key_id, self.secret_access_key.get_secret_value(), token)
-        return session
-
     def _request_url(self, session: Session) -> str:
         """Where requests for this bucket go (endpoint rules and addressing style applied), found offline."""
         from botocore import UNSIGNED
@@ -205,37 +179,25 @@ class S3Target(Target):
 
     @contextlib.contextmanager
     def _client(self, session: Session, timeout: float, checksums: str | None = None) -> Iterator[Any]:
-        """A client whose every socket gives up after `timeout`, that never retries on its own; closed after use.
-
-        botocore fixes timeouts per client, so each step makes its own with the time then left.
-        """
-        from botocore.config import Config
-
-        config = Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"total_max_attempts": 1, "mode": "standard"},
+        """A client on the probe's clock (see aws.client), signing for the session's region, which it follows."""
+        verify: bool | str = str(self.ca_file) if self.ca_file else self.tls_verify
+        with aws.client(
+            session,
+            "s3",
+            region=session.get_config_variable("region"),
+            endpoint_url=self.endpoint_url,
+            timeout=timeout,
+            verify=verify,
             s3={"addressing_style": self.addressing_style},
             request_checksum_calculation=checksums or CHECKSUMS,
-        )
-        verify: bool | str = str(self.ca_file) if self.ca_file else self.tls_verify
-        region = session.get_config_variable("region")
-        client = session.create_client(
-            "s3", region_name=region, endpoint_url=self.endpoint_url, config=config, verify=verify
-        )
-        client.meta.events.register_first("needs-retry.s3", functools.partial(_follow_signing_region, session))
-        with contextlib.closing(client):
+        ) as client:
+            client.meta.events.register_first("needs-retry.s3", functools.partial(_follow_signing_region, session))
             yield client
 
     def _auth(self, probe: Probe, session: Session) -> None:
         """Credentials the server accepts: any answer but a credential error proves them."""
         with probe.step("auth", Stage.AUTH):
-            try:  # resolved first, so that a failure of the chain's own requests (STS for IRSA) is named as such
-                credentials = session.get_credentials()
-                if credentials is not None:
-                    credentials.get_frozen_credentials()
-            except Exception as error:
-                raise _chain_failure(error) from None
+            aws.credentials(probe, session, explicit=self.access_key_id is not None)
             try:
                 with self._client(session, probe.remaining()) as client:
                     client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
@@ -254,8 +216,6 @@ class S3Target(Target):
                     "(AuthorizationHeaderMalformed): boto3 re-signs each refused request for it, other clients may not",
                     f"set region: {signing_region} in this target and in the platform's S3 settings",
                 )
-            chain = None if self.access_key_id else getattr(credentials, "method", None)
-            probe.facts["credentials"] = "explicit" if self.access_key_id else chain or "unknown"
 
     def _bucket(self, probe: Probe, session: Session) -> None:
         """The bucket exists, in the configured region."""
@@ -374,13 +334,6 @@ class S3Target(Target):
         from botocore import exceptions
 
         stage = probe.stage
-        if isinstance(error, exceptions.NoCredentialsError):
-            return CheckFailed(
-                Stage.AUTH,
-                "no AWS credentials: none are configured and the pod's credential chain found none",
-                "set access_key_id and secret_access_key, or give the pod a role: with IRSA, annotate its "
-                "ServiceAccount with eks.amazonaws.com/role-arn",
-            )
         if isinstance(error, exceptions.ConnectTimeoutError):
             return CheckFailed(Stage.CONNECT, "no answer from the endpoint before the timeout", DROPPED)
         if isinstance(error, exceptions.ReadTimeoutError):
@@ -425,31 +378,6 @@ class S3Target(Target):
             "where": region or "the bucket's region",
         }
         return CheckFailed(stage, cause.format(**values).strip(), remediation.format(**values))
-
-
-@functools.cache
-def _shared_loader() -> Loader:
-    """botocore's JSON service models, parsed once: a fresh session would spend ~0.2 s of CPU on them per check."""
-    from botocore.loaders import create_loader
-
-    return create_loader()
-
-
-def _quiet_botocore_debug() -> None:
-    """botocore's DEBUG records hold signed request headers, session tokens included: never let them through."""
-    logger = logging.getLogger("botocore")
-    if logger.getEffectiveLevel() < logging.INFO:
-        logger.setLevel(logging.INFO)
-
-
-def _chain_failure(error: Exception) -> CheckFailed:
-    """The AWS credential chain itself failed: a partial configuration, a role it may not assume, STS unreachable."""
-    return CheckFailed(
-        Stage.AUTH,
-        f"the pod's AWS credential chain failed: {clean_remote_text(str(error))}",
-        "check the role the pod assumes (IRSA: the ServiceAccount annotation and the role's trust policy) and that "
-        "the pod may reach STS (sts.<region>.amazonaws.com, or an STS VPC endpoint)",
-    )
 
 
 def _follow_signing_region(session: Session, response: Any = None, **_: Any) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app import report
+from app.checks import aws
 from app.checks.base import Probe, Stage, Status
 from app.checks.s3 import SCRATCH_PREFIX, S3Target
 from app.results import Result
@@ -193,8 +194,7 @@ async def test_web_identity_whose_sts_never_answers_gives_up_with_the_check(
 
 
 def test_clients_botocore_makes_itself_inherit_the_deadline() -> None:
-    store = S3Target(name="store", kind="s3", bucket="airia-data")
-    config = store._session(Probe(deadline=time.monotonic() + 7)).get_default_client_config()
+    config = aws.session(Probe(deadline=time.monotonic() + 7), None, None, None).get_default_client_config()
     assert 6.5 < config.connect_timeout <= 7
     assert 6.5 < config.read_timeout <= 7
     assert config.retries == {"total_max_attempts": 1}

@@ -7,11 +7,16 @@ from typing import Annotated, Any, Union, get_args
 
 from pydantic import Field
 
+from app.checks.anthropic import AnthropicTarget
 from app.checks.azure_blob import AzureBlobTarget
 from app.checks.base import Target
+from app.checks.bedrock import BedrockTarget
 from app.checks.cassandra import CassandraTarget
 from app.checks.dns import DnsTarget
+from app.checks.document_intelligence import DocumentIntelligenceTarget
+from app.checks.gemini import GeminiTarget
 from app.checks.http import HttpTarget
+from app.checks.mistral import MistralTarget
 from app.checks.openai import OpenaiTarget
 from app.checks.postgres import PostgresTarget
 from app.checks.proxy import ProxyTarget
@@ -30,6 +35,11 @@ KINDS: tuple[type[Target], ...] = (
     CassandraTarget,
     AzureBlobTarget,
     S3Target,
+    AnthropicTarget,
+    BedrockTarget,
+    GeminiTarget,
+    MistralTarget,
+    DocumentIntelligenceTarget,
     ProxyTarget,
     RegistryTarget,
 )

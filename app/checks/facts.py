@@ -19,3 +19,14 @@ DAYS_TO_EXPIRY = "days_to_expiry"
 
 # timings
 LATENCY_MS = "latency_ms"
+
+# the credentials a check signed with (the AWS kinds): "explicit", or the method of the pod's chain that found them
+CREDENTIALS = "credentials"
+
+# AI calls: each call (chat, vision, embedding) names its own facts; format with call=...
+CALL_LATENCY_MS = "{call}_latency_ms"
+CALL_MODEL = "{call}_model"  # the model as the provider reports it
+CALL_PROMPT_TOKENS = "{call}_prompt_tokens"
+CALL_COMPLETION_TOKENS = "{call}_completion_tokens"
+EMBEDDING_DIMENSIONS = "embedding_dimensions"
+EMBEDDING_TOKENS = "embedding_tokens"

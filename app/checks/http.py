@@ -215,11 +215,12 @@ def exchange(
     *,
     headers: dict[str, str] | None = None,
     json: Any = None,
+    form: dict[str, str] | None = None,
 ) -> Answer:
-    """Send one request and read its answer, recording connect, tls handshake and http request steps."""
+    """Send one request (a JSON or form body) and read its answer, recording connect, tls and http request steps."""
     import httpx
 
-    request = client.build_request(method, url, headers=headers, json=json, timeout=probe.remaining())
+    request = client.build_request(method, url, headers=headers, json=json, data=form, timeout=probe.remaining())
     proxy_env.record(probe, str(request.url))
     phases = _Phases(probe, request.url)
     request.extensions["trace"] = phases

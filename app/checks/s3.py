@@ -6,13 +6,16 @@ models are loaded once per process and shared by every check's session. Failures
 exception type and S3 error code. HEAD responses carry no error code, so credentials are proven with a
 ListObjectsV2 call, whose errors do. Whatever fails once the scratch object's put is sent, it is deleted, with a
 few seconds beyond the deadline to do so.
+
+Two behaviours of real servers that emulators never show are handled here: a refused put whose answer is lost
+because the server closed the connection before reading the body (see `_put`), and a server that rejects the
+signing region and names its own, which botocore follows silently (see `_follow_signing_region`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import secrets
 import ssl
 import time
@@ -22,18 +25,22 @@ from urllib.parse import urlsplit
 
 from pydantic import FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks import facts, proxy_env
+from app.checks import aws, facts
 from app.checks.base import CLEAN_UP_GRACE, CheckFailed, Probe, Stage, Target, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect, default_port, resolve
-from app.checks.tls import handshake_step, tls_failure, trust_file
+from app.checks.tls import handshake_step, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
-    from botocore.loaders import Loader
     from botocore.session import Session
 
 SCRATCH_BYTES = 256 * 1024
 SCRATCH_PREFIX = "airia-test-pod/"
+# botocore's default ("when_supported") streams a put's body in aws-chunked encoding with a trailing checksum. A server
+# that refuses the put answers before reading that stream and closes the connection; the client, still sending, then
+# sees the connection closed (over HTTPS an SSL EOF) instead of the answer. A body with a Content-Length is read before
+# the answer. Integrity is proven by comparing the object read back.
+CHECKSUMS = "when_required"
 
 _DENIED = (
     Stage.PERMISSION,
@@ -103,7 +110,7 @@ class S3Target(Target):
     bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"
     endpoint_url: str | None = None  # an S3-compatible store (MinIO, Ceph ...); default: AWS for the region
-    access_key_id: Annotated[str, StringConstraints(pattern=r"^\S{1,128}$")] | None = None
+    access_key_id: aws.AccessKeyId | None = None
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
@@ -126,13 +133,7 @@ class S3Target(Target):
 
     @model_validator(mode="after")
     def _consistent(self) -> S3Target:
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError(
-                "access_key_id and secret_access_key go together; leave both out to use the pod's AWS "
-                "credential chain (IRSA, environment, instance role)"
-            )
-        if self.session_token is not None and self.access_key_id is None:
-            raise ValueError("session_token needs access_key_id and secret_access_key")
+        aws.check_keys(self.access_key_id, self.secret_access_key, self.session_token)
         if self.ca_file is not None and not self.tls_verify:
             raise ValueError("ca_file is unused with tls_verify: false; keep tls_verify and give the CA instead")
         if self.endpoint_url is not None and self.endpoint_url.startswith("http://") and self.ca_file is not None:
@@ -140,19 +141,15 @@ class S3Target(Target):
         return self
 
     def check(self, probe: Probe) -> None:
-        from botocore.config import Config
-
-        _quiet_botocore_debug()
-        session = self._session(probe)
+        session = aws.session(probe, self.access_key_id, self.secret_access_key, self.session_token)
+        session.set_config_variable("region", self.region)  # the signing region; see _follow_signing_region
         url = urlsplit(self._request_url(session))
-        # every client of the session, those botocore makes itself included, takes this proxy decision
-        routed = Config(proxies=proxy_env.botocore_proxies(url.geturl()))
-        session.set_default_client_config(session.get_default_client_config().merge(routed))
+        proxy = aws.route(probe, session, url.geturl())
         host, port = url.hostname or "", default_port(url.scheme, url.port)
         probe.facts[facts.ENDPOINT] = f"{url.scheme}://{url.netloc}"
         probe.facts["addressing"] = "virtual" if host.startswith(self.bucket + ".") else "path"
         try:
-            addresses = [] if proxy_env.ProxySettings.from_env().for_url(url.geturl()) else resolve(probe, host, port)
+            addresses = [] if proxy else resolve(probe, host, port)  # the proxy, not the pod, resolves the name
         except CheckFailed as failure:
             if probe.facts["addressing"] == "virtual" and self.endpoint_url:
                 failure.remediation = (
@@ -160,30 +157,13 @@ class S3Target(Target):
                     f"addressing_style: path, as most S3-compatible stores need, or add a wildcard DNS record"
                 )
             raise
-        if not proxy_env.record(probe, url.geturl()):  # through a proxy, a direct connection would prove nothing
+        if not proxy:  # through a proxy, a direct connection would prove nothing
             with connect(probe, host, port, addresses) as sock:
                 if url.scheme == "https":
                     handshake_step(probe, sock, host, ca_file=self.ca_file, verify=self.tls_verify)
         self._auth(probe, session)
         self._bucket(probe, session)
         self._round_trip(probe, session)
-
-    def _session(self, probe: Probe) -> Session:
-        import botocore.session
-        from botocore.config import Config
-
-        session = botocore.session.Session()
-        # inherited by the clients botocore creates on its own, such as STS for a web identity (IRSA), which would
-        # otherwise wait 60 s per read and try 5 times
-        remaining = probe.remaining()
-        session.set_default_client_config(
-            Config(connect_timeout=remaining, read_timeout=remaining, retries={"total_max_attempts": 1})
-        )
-        session.register_component("data_loader", _shared_loader())
-        if self.access_key_id and self.secret_access_key:
-            token = self.session_token.get_secret_value() if self.session_token else None
-            session.set_credentials(self.access_key_id, self.secret_access_key.get_secret_value(), token)
-        return session
 
     def _request_url(self, session: Session) -> str:
         """Where requests for this bucket go (endpoint rules and addressing style applied), found offline."""
@@ -200,36 +180,26 @@ class S3Target(Target):
             return str(unsigned.generate_presigned_url("head_bucket", Params={"Bucket": self.bucket}))
 
     @contextlib.contextmanager
-    def _client(self, session: Session, timeout: float) -> Iterator[Any]:
-        """A client whose every socket gives up after `timeout`, that never retries on its own; closed after use.
-
-        botocore fixes timeouts per client, so each step makes its own with the time then left.
-        """
-        from botocore.config import Config
-
-        config = Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"total_max_attempts": 1, "mode": "standard"},
+    def _client(self, session: Session, timeout: float, checksums: str | None = None) -> Iterator[Any]:
+        """A client on the probe's clock (see aws.client), signing for the session's region, which it follows."""
+        with aws.client(
+            session,
+            "s3",
+            region=session.get_config_variable("region"),
+            endpoint_url=self.endpoint_url,
+            timeout=timeout,
+            ca_file=self.ca_file,
+            tls_verify=self.tls_verify,
             s3={"addressing_style": self.addressing_style},
-        )
-        # ca_file wins; else the system store plus the CA bundle, unless tls_verify: false
-        verify: bool | str = (trust_file(self.ca_file) or True) if self.ca_file or self.tls_verify else False
-        client = session.create_client(
-            "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config, verify=verify
-        )
-        with contextlib.closing(client):
+            request_checksum_calculation=checksums or CHECKSUMS,
+        ) as client:
+            client.meta.events.register_first("needs-retry.s3", functools.partial(_follow_signing_region, session))
             yield client
 
     def _auth(self, probe: Probe, session: Session) -> None:
         """Credentials the server accepts: any answer but a credential error proves them."""
         with probe.step("auth", Stage.AUTH):
-            try:  # resolved first, so that a failure of the chain's own requests (STS for IRSA) is named as such
-                credentials = session.get_credentials()
-                if credentials is not None:
-                    credentials.get_frozen_credentials()
-            except Exception as error:
-                raise _chain_failure(error) from None
+            aws.credentials(probe, session, explicit=self.access_key_id is not None)
             try:
                 with self._client(session, probe.remaining()) as client:
                     client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
@@ -239,8 +209,15 @@ class S3Target(Target):
                 if failure.stage in (Stage.CONNECT, Stage.TLS, Stage.AUTH):
                     raise failure from None
                 probe.note(f"credentials accepted ({_code(error)})")
-            chain = None if self.access_key_id else getattr(credentials, "method", None)
-            probe.facts["credentials"] = "explicit" if self.access_key_id else chain or "unknown"
+            signing_region = session.get_config_variable("region")
+            if signing_region != self.region:
+                probe.facts["signing_region"] = signing_region
+                probe.warn(
+                    Stage.AUTH,
+                    f"the server rejects requests signed for region {self.region} and expects {signing_region} "
+                    "(AuthorizationHeaderMalformed): boto3 re-signs each refused request for it, other clients may not",
+                    f"set region: {signing_region} in this target and in the platform's S3 settings",
+                )
 
     def _bucket(self, probe: Probe, session: Session) -> None:
         """The bucket exists, in the configured region."""
@@ -262,10 +239,12 @@ class S3Target(Target):
             region = _bucket_region(response)
             if region:
                 probe.facts["bucket_region"] = region
-                if region != self.region:
+                # the configured region, unless the server named another one (see _auth)
+                signing_region = session.get_config_variable("region")
+                if region != signing_region:
                     raise CheckFailed(
                         Stage.OPERATION,
-                        f"bucket {self.bucket} is in region {region}, not {self.region}",
+                        f"bucket {self.bucket} is in region {region}, not {signing_region}",
                         f"set region: {region} in this target (and in the platform's S3 settings)",
                     )
             probe.note(f"{self.bucket} in {region or 'an unreported region'}")
@@ -279,8 +258,8 @@ class S3Target(Target):
         try:
             with probe.step("write", Stage.OPERATION):
                 start = time.perf_counter()
-                with self._classified(probe, "PutObject", key), self._client(session, probe.remaining()) as client:
-                    client.put_object(Bucket=self.bucket, Key=key, Body=payload)
+                with self._classified(probe, "PutObject", key):
+                    self._put(probe, session, key, payload)
                 probe.throughput("upload", SCRATCH_BYTES, start)
             with probe.step("read", Stage.OPERATION):
                 start = time.perf_counter()
@@ -304,11 +283,48 @@ class S3Target(Target):
                 with contextlib.suppress(Exception), self._client(session, grace) as client:
                     client.delete_object(Bucket=self.bucket, Key=key)
 
+    def _put(self, probe: Probe, session: Session, key: str, payload: bytes) -> None:
+        """Put the scratch object; if the connection is lost on the way, ask the server for its real answer.
+
+        A server that refuses a put may answer and close before it has read the body: the client, still sending,
+        then sees a closed connection (an SSL EOF over HTTPS) instead of AccessDenied. The same put without a body
+        gets an answer nothing cuts short: a refusal raises its own error code; an accepted one means the transfer
+        itself broke.
+        """
+        try:
+            with self._client(session, probe.remaining()) as client:
+                client.put_object(Bucket=self.bucket, Key=key, Body=payload)
+            return
+        except Exception as error:
+            if not _connection_lost(error) or probe.remaining(floor=0) == 0:
+                raise
+            lost = f"{type(error).__name__}: {clean_remote_text(str(error))}"
+        try:  # never streamed: Content-Length: 0 leaves the server nothing unread when it answers and closes
+            with self._client(session, probe.remaining(), checksums="when_required") as client:
+                client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+        except Exception as error:
+            if not _connection_lost(error):
+                raise  # the server's real answer
+            raise CheckFailed(
+                Stage.OPERATION,
+                f"the connection was closed during PutObject, also without a body ({lost})",
+                "check the endpoint's log, and any proxy, gateway or firewall between the pod and the endpoint",
+            ) from None
+        raise CheckFailed(
+            Stage.OPERATION,
+            f"the connection was closed while the {SCRATCH_BYTES // 1024} KiB scratch object was sent, "
+            f"yet an empty put is accepted ({lost})",
+            "check for a proxy, gateway or firewall between the pod and the endpoint that limits or inspects "
+            "request bodies",
+        )
+
     @contextlib.contextmanager
     def _classified(self, probe: Probe, action: str, key: str) -> Iterator[None]:
         """The request inside either succeeds or ends the step with a classified failure."""
         try:
             yield
+        except CheckFailed:
+            raise
         except Exception as error:
             failure = self._failure(error, probe, action, key)
             if action == "DeleteObject" and failure.stage == Stage.PERMISSION:
@@ -320,13 +336,6 @@ class S3Target(Target):
         from botocore import exceptions
 
         stage = probe.stage
-        if isinstance(error, exceptions.NoCredentialsError):
-            return CheckFailed(
-                Stage.AUTH,
-                "no AWS credentials: none are configured and the pod's credential chain found none",
-                "set access_key_id and secret_access_key, or give the pod a role: with IRSA, annotate its "
-                "ServiceAccount with eks.amazonaws.com/role-arn",
-            )
         if isinstance(error, exceptions.ConnectTimeoutError):
             return CheckFailed(Stage.CONNECT, "no answer from the endpoint before the timeout", DROPPED)
         if isinstance(error, exceptions.ReadTimeoutError):
@@ -373,29 +382,24 @@ class S3Target(Target):
         return CheckFailed(stage, cause.format(**values).strip(), remediation.format(**values))
 
 
-@functools.cache
-def _shared_loader() -> Loader:
-    """botocore's JSON service models, parsed once: a fresh session would spend ~0.2 s of CPU on them per check."""
-    from botocore.loaders import create_loader
+def _follow_signing_region(session: Session, response: Any = None, **_: Any) -> None:
+    """botocore hook on every answer: remember the region a server names when it rejects the signing region.
 
-    return create_loader()
-
-
-def _quiet_botocore_debug() -> None:
-    """botocore's DEBUG records hold signed request headers, session tokens included: never let them through."""
-    logger = logging.getLogger("botocore")
-    if logger.getEffectiveLevel() < logging.INFO:
-        logger.setLevel(logging.INFO)
+    botocore re-signs such a request for the named region and says nothing; the session remembers it, so the check
+    reports the mismatch and signs its next requests for that region, as the platform's boto3 ends up doing.
+    """
+    error = response[1].get("Error", {}) if response else {}
+    if error.get("Code") == "AuthorizationHeaderMalformed" and error.get("Region"):
+        session.set_config_variable("region", str(error["Region"]))
 
 
-def _chain_failure(error: Exception) -> CheckFailed:
-    """The AWS credential chain itself failed: a partial configuration, a role it may not assume, STS unreachable."""
-    return CheckFailed(
-        Stage.AUTH,
-        f"the pod's AWS credential chain failed: {clean_remote_text(str(error))}",
-        "check the role the pod assumes (IRSA: the ServiceAccount annotation and the role's trust policy) and that "
-        "the pod may reach STS (sts.<region>.amazonaws.com, or an STS VPC endpoint)",
-    )
+def _connection_lost(error: Exception) -> bool:
+    """The connection closed under a request after TLS was established, as opposed to a failed handshake."""
+    from botocore import exceptions
+
+    if isinstance(error, exceptions.ConnectionClosedError):
+        return True
+    return isinstance(error, exceptions.SSLError) and find_cause(error, ssl.SSLEOFError) is not None
 
 
 def _code(error: Exception) -> str:

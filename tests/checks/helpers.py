@@ -8,7 +8,12 @@ from app.checks.base import Target
 from app.config import ConfigError, parse_targets
 
 # what `${NAME}` references in the tests' targets files resolve to
-ENVIRON = {"PG_PASSWORD": "s3cret", "CASSANDRA_PASSWORD": "s3cret", "STORAGE_KEY": "S2V5S2V5"}
+ENVIRON = {
+    "PG_PASSWORD": "s3cret",
+    "CASSANDRA_PASSWORD": "s3cret",
+    "STORAGE_KEY": "S2V5S2V5",
+    "AI_KEY": "secret-key-value-0123456789",
+}
 
 
 def parse(text: str) -> list[Target]:

@@ -47,10 +47,10 @@ async def test_s3_trusts_the_ca_bundle_and_a_ca_file_still_wins(
     s3_tls: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert s3_tls.ca_file and s3_tls.wrong_ca_file
-    untrusted = await check_target(s3_kind.target(s3_tls))
+    untrusted = await check_target(s3_kind.target(s3_tls, ca_file=None))
     assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
     monkeypatch.setenv("TESTPOD_CA_BUNDLE", s3_tls.ca_file)
-    trusted = await check_target(s3_kind.target(s3_tls))
+    trusted = await check_target(s3_kind.target(s3_tls, ca_file=None))
     assert trusted.status == Status.PASSED, trusted.cause
     wins = await check_target(s3_kind.target(s3_tls, ca_file=s3_tls.wrong_ca_file))
     assert (wins.status, wins.stage) == (Status.FAILED, Stage.TLS)

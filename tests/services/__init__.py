@@ -14,14 +14,8 @@ import os
 
 import pytest
 
-SERVICES: list[str] = [
-    "postgres",
-    "cassandra",
-    "azurite",
-    "s3",
-    "proxy",
-    "registry",
-]  # module names under tests.services, in install order
+# module names under tests.services, in install order
+SERVICES: list[str] = ["postgres", "cassandra", "azurite", "s3", "versitygw", "proxy", "registry"]
 
 
 def unavailable(service: str, why: str) -> None:

@@ -23,7 +23,7 @@ from app import __version__
 from app.checks import facts, proxy_env
 from app.checks.base import CheckFailed, Probe, Stage, Target, elapsed_ms, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect_failure, default_port, resolve, resolver_failure
-from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure
+from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure, with_bundle_verdict
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -113,7 +113,10 @@ class HttpTarget(Target):
         with open_client(probe, self.ca_file, follow_redirects=self.follow_redirects) as client:
             if self.follow_redirects:
                 client.event_hooks["request"].append(_keep_headers_on_origin(self.url, list(headers)))
-            answer = exchange(probe, client, self.method, self.url, headers=headers)
+            try:
+                answer = exchange(probe, client, self.method, self.url, headers=headers)
+            except CheckFailed as failure:
+                raise self._with_bundle_verdict(probe, failure) from failure.__cause__
         probe.facts.update(
             {
                 "status": answer.status,
@@ -141,6 +144,24 @@ class HttpTarget(Target):
                         "(not a default backend, a maintenance or a login page)?",
                     )
                 probe.note(f"matches {self.expect_body!r}")
+
+    def _with_bundle_verdict(self, probe: Probe, failure: CheckFailed) -> CheckFailed:
+        """A certificate that did not verify: whether the CA bundle would have verified it (for a host reached
+        directly; through a proxy's tunnel a direct handshake would prove nothing)."""
+        import httpx
+
+        error = failure.__cause__
+        if (
+            failure.stage != Stage.TLS
+            or not isinstance(error, httpx.RequestError)
+            or find_cause(error, ssl.SSLCertVerificationError) is None
+        ):
+            return failure
+        url = error.request.url  # the hop that failed, a redirect's target included
+        if proxy_env.ProxySettings.from_env().for_url(str(url)):
+            return failure
+        peer = (url.host, default_port(url.scheme, url.port))
+        return with_bundle_verdict(failure, peer, url.host, self.ca_file, probe.remaining())
 
 
 def _keep_headers_on_origin(url: str, names: list[str]) -> Callable[[httpx.Request], None]:

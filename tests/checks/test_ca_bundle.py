@@ -70,3 +70,21 @@ def test_a_bundle_that_is_not_pem_is_named(
     assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
     assert result.cause.startswith(f"the CA bundle {broken} (TESTPOD_CA_BUNDLE) holds no usable PEM certificate")
     assert "caBundle" in result.remediation
+
+
+def test_the_http_kind_says_what_the_bundle_would_do(
+    tls_servers: dict[str, HttpServer], certs: Certificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    other = Certificates(tmp_path / "other", organisation="Other")
+    valid = tls_servers["valid"].url
+    replaced = run_check(HttpTarget(name="web", kind="http", url=valid, ca_file=other.ca_file))
+    assert (replaced.status, replaced.stage) == (Status.FAILED, Stage.TLS)
+    assert "; it would verify with the CA bundle (TESTPOD_CA_BUNDLE), which this target's ca_file replaces" in (
+        replaced.cause
+    )
+    uncovered = run_check(HttpTarget(name="web", kind="http", url=tls_servers["self-signed"].url))
+    assert (uncovered.status, uncovered.stage) == (Status.FAILED, Stage.TLS)
+    assert uncovered.cause.endswith("; it does not verify with the CA bundle (TESTPOD_CA_BUNDLE) either")

@@ -105,6 +105,11 @@ async def test_postgres_warns_about_a_proxy_it_cannot_use_and_trusts_the_ca_bund
     bundled = await check_target(pg_kind.target(postgres, sslmode="verify-ca"))
     assert bundled.status == Status.PASSED, bundled.cause
     assert bundled.facts[facts.PROXY] == "direct (NO_PROXY)"
+    assert postgres.wrong_ca_file
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", postgres.wrong_ca_file)
+    untrusted = await check_target(pg_kind.target(postgres, sslmode="verify-ca"))
+    assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
+    assert untrusted.cause.endswith("; it does not verify with the CA bundle (TESTPOD_CA_BUNDLE) either")
 
 
 async def test_cassandra_warns_about_a_proxy_it_cannot_use(

@@ -13,6 +13,7 @@ stage: `TESTPOD_BUILD_CA` (default: the host's bundle, which trusts this machine
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -188,3 +189,23 @@ def files(name: str) -> dict[str, os.stat_result]:
 
 def inspect(name: str) -> str:
     return buildah("inspect", "--type", "image", name)
+
+
+def derived(built: BuiltImage, suffix: str, entrypoint: list[str]) -> BuiltImage:
+    """The built image with another entrypoint, e.g. a server that crashes: a bad release for the gate to catch."""
+    tag = f"{built.tag}-{suffix}"
+    name = f"{built.repository}:{tag}"
+    archive = cache_dir() / "images" / f"app-{tag}.tar"
+    if not _exists(name):
+        container = buildah("from", "--pull=never", built.name)
+        try:
+            buildah("config", "--entrypoint", json.dumps(entrypoint), container)
+            buildah("commit", container, name)
+        finally:
+            buildah("rm", container)
+    if not archive.exists():
+        with tempfile.TemporaryDirectory(dir=archive.parent) as work:
+            partial = Path(work, "image.tar")
+            buildah("push", name, f"docker-archive:{partial}:{name}")
+            partial.rename(archive)
+    return BuiltImage(name, built.repository, tag, archive, 0.0)

@@ -28,22 +28,6 @@ COREDNS_VERSION = "v1.12.4"
 LOCAL_PATH_MODULE = "github.com/rancher/local-path-provisioner"
 LOCAL_PATH_VERSION = "v0.0.30"
 DEBIAN_RELEASE = "bookworm"  # the release the pinned python:3.11.x-slim-bookworm base image is built on
-# Debian packages the harness needs (installed by .ci/run)
-DEBIAN_PACKAGES = (
-    "containerd",
-    "runc",
-    "containernetworking-plugins",
-    "iptables",
-    "conntrack",
-    "debootstrap",
-    "etcd-server",
-    "etcd-client",
-    "busybox-static",
-    "buildah",
-    "gcc",
-    "libc6-dev",
-)
-
 # Network: node, sink, pods, services
 NODE_NETNS = "airia-test-pod-node"
 SINK_NETNS = "airia-test-pod-sink"
@@ -62,8 +46,6 @@ APISERVER_PORT = 6443
 # Images the cluster runs besides the app (built here: nothing can be pulled)
 PAUSE_IMAGE = "airia-test-pod.local/pause:1.0"
 BUSYBOX_IMAGE = "airia-test-pod.local/busybox:1.0"
-COREDNS_IMAGE = f"airia-test-pod.local/coredns:{COREDNS_VERSION}"
-LOCAL_PATH_IMAGE = f"airia-test-pod.local/local-path-provisioner:{LOCAL_PATH_VERSION}"
 APP_IMAGE_REPOSITORY = "airia-test-pod.local/airia-test-pod"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -212,3 +213,38 @@ def test_install_refuses_config_the_app_rejects_naming_the_field(
         == ""
     )
     helm("uninstall", "invalid", "--namespace", NAMESPACE, check=False)
+
+
+def _auth_data(secret: str) -> dict[str, str]:
+    return dict(json.loads(node.kubectl("-n", NAMESPACE, "get", "secret", secret, "-o", "json"))["data"])
+
+
+def test_an_upgrade_with_another_target_list_rolls_the_pod_and_keeps_the_generated_secret(
+    installed: str, app_image: image.BuiltImage, targets: Targets, tmp_path: Path
+) -> None:
+    before, auth_before = pod(), _auth_data(f"{installed}-auth")
+    values = targets.values(app_image)
+    values["targets"].append({"name": "node-http-again", "kind": "http", "url": targets.http_url})
+    file = tmp_path / "more-targets.yaml"
+    file.write_text(yaml.safe_dump(values))
+    helm("upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(file), "--wait", "--timeout", "180s")
+    after = pod()
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]  # checksum/config changed
+    assert _auth_data(f"{installed}-auth") == auth_before  # lookup kept the password and the signing key
+    run = run_through_the_api(installed, auth_password(f"{installed}-auth"))
+    assert statuses(run)["node-http-again"] == ("passed", None)
+
+
+def test_an_existing_auth_secret_is_what_the_dashboard_accepts(
+    installed: str, app_image: image.BuiltImage, targets: Targets, tmp_path: Path
+) -> None:
+    password = "operator-chosen-" + base64.b32encode(os.urandom(10)).decode()
+    create_secret(
+        NAMESPACE, "operator-auth", {"auth_password": password, "secret_key": base64.b64encode(os.urandom(48)).decode()}
+    )
+    values = targets.values(app_image) | {"auth": {"existingSecret": "operator-auth"}}
+    file = tmp_path / "existing-secret.yaml"
+    file.write_text(yaml.safe_dump(values))
+    helm("upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(file), "--wait", "--timeout", "180s")
+    assert auth_password("operator-auth") == password
+    assert run_through_the_api(installed, password)["verdict"] == "ready"

@@ -62,6 +62,7 @@ STATE = Path(os.environ.get("TESTPOD_CLUSTER_STATE") or "/var/lib/airia-test-pod
 RUN = Path("/run/airia-test-pod-cluster")  # sockets and PID files
 CGROUP_PARENT = "airia-test-pod"  # the kubelet's cgroupRoot: every pod's cgroup sits below it
 POD_LOG_LINKS = Path("/var/log/containers")  # the kubelet always links container logs here
+KUBELET_FIXED_DIR = Path("/var/lib/kubelet")  # and keeps its device-plugin socket here, whatever its root-dir
 
 
 def bin_dir() -> Path:

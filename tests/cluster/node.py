@@ -29,6 +29,7 @@ from tests.cluster.layout import (
     CGROUP_PARENT,
     CLUSTER_DOMAIN,
     DNS_SERVICE_IP,
+    KUBELET_FIXED_DIR,
     KUBERNETES_SERVICE_IP,
     NODE_IP,
     NODE_NAME,
@@ -693,6 +694,11 @@ def down() -> None:
     netns.delete()
     shutil.rmtree(RUN, ignore_errors=True)
     shutil.rmtree(STATE, ignore_errors=True)
+    # the kubelet's device-plugin socket has a fixed path; the directories go only when nothing else is in them
+    (KUBELET_FIXED_DIR / "device-plugins" / "kubelet.sock").unlink(missing_ok=True)
+    for directory in (KUBELET_FIXED_DIR / "device-plugins", KUBELET_FIXED_DIR):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
     # the kubelet links every container's log here whatever its config says; ours point into STATE
     if POD_LOG_LINKS.is_dir():
         for link in POD_LOG_LINKS.iterdir():

@@ -32,7 +32,7 @@ def test_only_the_venv_and_the_app_are_added_to_the_base(app_image: image.BuiltI
     added = sorted(set(files) - base)
     outside = [p for p in added if not p.startswith(("/opt/venv", "/opt/airia-test-pod"))]
     # useradd's own bookkeeping files are the only other change
-    assert set(outside) <= {"/etc/passwd-", "/etc/group-", "/etc/shadow-", "/etc/gshadow-"}, outside
+    assert set(outside) <= {f"/etc/{name}-" for name in ("passwd", "group", "shadow", "gshadow", "subuid", "subgid")}
 
 
 def test_no_tests_vcs_dev_requirements_caches_or_installers(files: dict[str, object]) -> None:

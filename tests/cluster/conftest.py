@@ -29,12 +29,16 @@ CHART = Path(__file__).resolve().parents[2] / "helm" / "airia-test-pod"
 CLUSTER_TIMEOUT = 900  # seconds per test, bringing the cluster up included
 
 
+RESTARTS_THE_CLUSTER = "test_up_after_a_crash_recovers"  # runs last: every release and server before it is gone
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.timeout(CLUSTER_TIMEOUT))
+    items.sort(key=lambda item: item.name == RESTARTS_THE_CLUSTER)  # stable: every other test keeps its place
 
 
 def _unavailable(why: str) -> None:

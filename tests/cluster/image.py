@@ -193,7 +193,7 @@ def inspect(name: str) -> str:
 
 def derived(built: BuiltImage, suffix: str, entrypoint: list[str]) -> BuiltImage:
     """The built image with another entrypoint, e.g. a server that crashes: a bad release for the gate to catch."""
-    tag = f"{built.tag}-{suffix}"
+    tag = f"{built.tag}-{suffix}-{hashlib.sha256(json.dumps(entrypoint).encode()).hexdigest()[:8]}"
     name = f"{built.repository}:{tag}"
     archive = cache_dir() / "images" / f"app-{tag}.tar"
     if not _exists(name):

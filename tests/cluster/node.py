@@ -98,7 +98,11 @@ def start(name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> 
             env=env,
         )
     (PIDS / name).write_text(f"{process.pid}\n{argv[0]}\n")
-    return Recorded(name, process.pid, argv[0])
+    started = Recorded(name, process.pid, argv[0])
+    deadline = time.monotonic() + 10  # nsenter execs the daemon: until then the PID runs nsenter
+    while not started.alive() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return started
 
 
 def _reap(pid: int) -> None:

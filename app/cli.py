@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--only", action="append", metavar="NAME", help="check only this target (repeatable)")
     check.add_argument("--strict", action="store_true", help="warnings make the verdict not ready")
     check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
+    check.add_argument(
+        "--validate", action="store_true", help="only load and validate the targets file (exit 0 or 2), check nothing"
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -92,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from app import report
+    from app import report, target_secrets
     from app.config import ConfigError, load_targets
     from app.results import Result
     from app.runner import Runner, run_targets
@@ -102,10 +105,13 @@ def check(args: argparse.Namespace) -> int:
         config = str(DEMO_CONFIG)
         print(f"no --config and no TESTPOD_CONFIG: checking the built-in demo targets ({config})", file=sys.stderr)
     try:
-        targets = load_targets(config)
+        targets = load_targets(config, target_secrets.environ())
     except ConfigError as error:
         print(f"config error in {config}:\n{error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.validate:
+        print(f"{config}: {len(targets)} target(s), all valid")
+        return EXIT_READY
     runner = Runner(targets, strict=args.strict)
     try:
         selected = runner.select(args.only)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import __version__
+from app import __version__, target_secrets
 from app.auth import Authenticator
 from app.checks.base import Target
 from app.config import ConfigError, Settings, load_targets
@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
     runner = Runner(targets, strict=settings.strict)
     health = PodHealth(config_error=config_error)
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
-    pod = Pod(runner, health, metrics)
+    pod = Pod(runner, health, metrics, reload=_reloader(settings.config))
     authenticator, generated_password = Authenticator.from_settings(settings)
     if generated_password is not None:
         _announce(settings.auth_username, generated_password)
@@ -80,12 +80,18 @@ def _load(path: Path | None) -> tuple[list[Target], str | None]:
         log.warning("no targets file (TESTPOD_CONFIG is not set): the dashboard explains how to add targets")
         return [], None
     try:
-        targets = load_targets(path)
+        targets = load_targets(path, target_secrets.environ())
     except ConfigError as error:
         log.error("the targets file %s is invalid; the pod will not become ready until it is fixed:\n%s", path, error)
         return [], str(error)
     log.info("loaded %d targets from %s", len(targets), path)
     return targets, None
+
+
+def _reloader(path: Path | None) -> Callable[[], list[Target]] | None:
+    if path is None:
+        return None
+    return lambda: load_targets(path, target_secrets.environ())
 
 
 def _announce(username: str, password: str) -> None:

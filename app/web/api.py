@@ -77,6 +77,7 @@ async def targets(pod: PodDep, user: CurrentUser) -> list[TargetInfo]:
 )
 async def start_run(pod: PodDep, user: CurrentUser, target: TargetQuery = None) -> Response:
     """Start a run of every target (or of one) and return at once; while a run is in flight, join it."""
+    pod.refresh()
     if pod.health.config_error is not None:
         raise HTTPException(409, f"the targets file is invalid, so nothing can run:\n{pod.health.config_error}")
     if not pod.runner.targets:

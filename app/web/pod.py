@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from app.checks.base import Target
+from app.config import ConfigError
 from app.health import PodHealth
 from app.metrics import Metrics
 from app.results import Run
@@ -20,7 +22,25 @@ class Pod:
     runner: Runner
     health: PodHealth
     metrics: Metrics
+    reload: Callable[[], list[Target]] | None = None  # reads the targets file again, secrets as they are now
     _observed: asyncio.Task[Run] | None = field(default=None, repr=False)
+
+    def refresh(self) -> None:
+        """Load the targets again before a run, so a rotated secret is what the run uses.
+
+        A file or secret that no longer resolves makes the pod not ready, naming the problem, until it does again.
+        """
+        if self.reload is None or self.runner.running:
+            return
+        try:
+            targets = self.reload()
+        except ConfigError as error:
+            if self.health.config_error is None:
+                log.error("the targets no longer load; the pod is not ready until they do:\n%s", error)
+            self.health.config_error = str(error)
+            return
+        self.runner.targets = {t.name: t for t in targets}
+        self.health.config_error = None
 
     def start_run(self, names: Sequence[str] | None = None) -> asyncio.Task[Run]:
         """Start a run, or join the one in flight; each run is recorded in the metrics and the log once."""

@@ -173,7 +173,7 @@ def test_a_broken_targets_file_keeps_the_pod_live_but_not_ready(make_client: Mak
     refused = client.post("/api/runs", headers=auth)
     assert refused.status_code == 409
     assert "targets[0].port: must be 1-65535" in refused.json()["detail"]
-    assert client.get("/health", headers=auth).json()["config_error"] == "targets[0].port: must be 1-65535"
+    assert client.get("/health", headers=auth).json()["config_error"] == "targets[0].port: must be 1-65535 (line 2)"
     assert "testpod_config_valid 0.0" in client.get("/metrics").text
 
 

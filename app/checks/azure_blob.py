@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.base import CheckFailed, ConfiguredUrl, Probe, Stage, Target
 from app.checks.net import connect, connect_failure, resolve
 from app.checks.tls import client_context, handshake, ssl_error_in, tls_failure
 from app.sanitization import clean_remote_text
@@ -113,7 +113,7 @@ class AzureBlobTarget(Target):
     account_key: SecretStr | None = None
     connection_string: SecretStr | None = None
     sas_url: SecretStr | None = None
-    endpoint: Annotated[str, StringConstraints(min_length=8, max_length=2048)] | None = None
+    endpoint: Annotated[ConfiguredUrl, StringConstraints(min_length=8, max_length=2048)] | None = None
     container: ContainerName | None = None
     create_container: bool = False
     ca_file: FilePath | None = None  # PEM bundle to trust instead of the system store

@@ -11,9 +11,9 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import FilePath, SecretStr, StringConstraints, model_validator
+from pydantic import FilePath, StringConstraints, model_validator
 
-from app.checks.base import CheckFailed, Probe, Scalar, Stage, Target
+from app.checks.base import CheckFailed, HeaderSecret, Probe, Scalar, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
 from app.checks.net import resolve
 from app.sanitization import clean_remote_text
@@ -35,7 +35,7 @@ class OpenaiTarget(Target):
     kind: Literal["openai"]
     provider: Literal["openai", "azure"] = "openai"
     base_url: HttpUrl  # openai: up to /v1 (https://api.openai.com/v1); azure: https://NAME.openai.azure.com
-    api_key: SecretStr
+    api_key: HeaderSecret
     model: ModelName | None = None  # openai
     embedding_model: ModelName | None = None  # openai
     deployment: DeploymentName | None = None  # azure

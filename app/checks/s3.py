@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.base import CheckFailed, ConfiguredUrl, Probe, Stage, Target
 from app.checks.net import connect, resolve
 from app.checks.tls import client_context, handshake, ssl_error_in, tls_failure
 from app.sanitization import clean_remote_text
@@ -71,7 +71,7 @@ class S3Target(Target):
     kind: Literal["s3"]
     bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"
-    endpoint_url: str | None = None  # an S3-compatible store (MinIO, Ceph ...); default: AWS for the region
+    endpoint_url: ConfiguredUrl | None = None  # an S3-compatible store (MinIO, Ceph ...); default: AWS for the region
     access_key_id: Annotated[str, StringConstraints(pattern=r"^\S{1,128}$")] | None = None
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None

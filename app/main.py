@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
@@ -68,9 +69,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
-    app.include_router(status.router)
-    app.include_router(api.router)
-    app.include_router(pages.router)
+    for router in (status.router, api.router, pages.router):
+        for route in router.routes:  # load balancers probe with HEAD: answer it as GET (the server sends no body)
+            if isinstance(route, APIRoute) and "GET" in route.methods:
+                route.methods.add("HEAD")
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app
 

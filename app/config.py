@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -285,6 +286,7 @@ def _describe(error: Any, root: yaml.Node) -> str:
 DEFAULT_SECRETS_DIR = Path("/etc/airia-test-pod/secrets")
 MIN_PASSWORD_LENGTH = 12
 MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_BITS = 100  # 32 random hex digits estimate at ~150; `0123456789abcdef` twice at 21
 # Passwords long enough to pass the length rule that still appear first in every guessing list.
 _WELL_KNOWN_PASSWORDS = frozenset(
     {
@@ -377,8 +379,29 @@ def _check_secret_key(key: str) -> None:
     advice = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if len(key) < MIN_SECRET_KEY_LENGTH:
         raise ValueError(f"TESTPOD_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters; {advice}")
-    if len(set(key)) < 10 or any(word in key.lower() for word in _PLACEHOLDER_KEY_WORDS):
+    if any(word in key.lower() for word in _PLACEHOLDER_KEY_WORDS):
         raise ValueError(f"TESTPOD_SECRET_KEY looks like a placeholder, not a random key; {advice}")
+    if estimated_entropy_bits(key) < MIN_SECRET_KEY_BITS:
+        raise ValueError(f"TESTPOD_SECRET_KEY looks like a placeholder, not a random key (too predictable); {advice}")
+
+
+def estimated_entropy_bits(key: str) -> float:
+    """A cautious estimate of a key's randomness: only the part that does not repeat counts, and within it only
+    the characters a constant step from the two before does not predict (`0123…`, `aaaa`, `2468`), each worth
+    the size of the character classes the key draws from."""
+    period = next(p for p in range(1, len(key) + 1) if all(key[i] == key[i % p] for i in range(len(key))))
+    core = key[:period]
+    surprising = sum(
+        1 for i in range(len(core)) if i < 2 or ord(core[i]) - ord(core[i - 1]) != ord(core[i - 1]) - ord(core[i - 2])
+    )
+    classes = (
+        (str.isdigit, 10),
+        (str.islower, 26),
+        (str.isupper, 26),
+        (lambda c: not c.isalnum(), 33),
+    )
+    alphabet = sum(size for test, size in classes if any(test(c) for c in core))
+    return surprising * math.log2(max(alphabet, 2))
 
 
 def _check_password_hash(value: str) -> None:

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
@@ -24,7 +23,7 @@ from app.health import PodHealth
 from app.metrics import Metrics
 from app.runner import Runner
 from app.web import api, errors, pages, status
-from app.web.middleware import BodyLimit, CatchAll, SecurityHeaders
+from app.web.middleware import BodyLimit, CatchAll, HeadAsGet, SecurityHeaders
 from app.web.pod import Pod
 
 MAX_BODY_BYTES = 64 * 1024  # logins and run requests are tiny; nothing here takes an upload
@@ -69,11 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
-    for router in (status.router, api.router, pages.router):
-        for route in router.routes:  # load balancers probe with HEAD: answer it as GET (the server sends no body)
-            if isinstance(route, APIRoute) and "GET" in route.methods:
-                route.methods.add("HEAD")
-        app.include_router(router)
+    app.add_middleware(HeadAsGet)
+    app.include_router(status.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app
 

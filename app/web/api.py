@@ -57,6 +57,13 @@ def token(
     return Token(access_token=issued.token, expires_in=issued.max_age)
 
 
+@router.post("/token/revoke", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403))
+async def revoke_token(authenticator: AuthenticatorDep, user: CurrentUser) -> Response:
+    """Revoke the token this request authenticates with (a script's Bearer token, or the browser's session)."""
+    authenticator.revoke(user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/targets", response_model=list[TargetInfo], responses=problems(401))
 async def targets(pod: PodDep, user: CurrentUser) -> list[TargetInfo]:
     """The configured targets (names and kinds only: connection fields and secrets stay in the pod)."""

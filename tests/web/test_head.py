@@ -28,6 +28,15 @@ def test_every_get_route_answers_head_like_get(make_client: MakeClient) -> None:
         got, head = client.get(path, headers=auth), client.head(path, headers=auth)
         assert head.status_code == got.status_code != 405, path
         assert head.headers.get("content-type") == got.headers.get("content-type"), path
+        assert head.content == b"", path
+
+
+def test_head_on_a_route_without_get_is_still_refused(make_client: MakeClient) -> None:
+    client = make_client([tcp_target("db", 1)])
+    refused = client.head("/api/runs", headers=bearer(client))
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "POST"
+    assert refused.content == b""
 
 
 def test_a_real_server_sends_head_answers_without_a_body(tmp_path: Path) -> None:

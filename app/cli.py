@@ -29,6 +29,7 @@ SERVE_ENVIRONMENT = """environment (a file named like the setting in TESTPOD_SEC
   TESTPOD_SESSION_MINUTES     how long a login lasts (default 480)
   TESTPOD_RUN_ON_START        check every target once at start-up (default true)
   TESTPOD_STRICT              warnings count as failures (default false)
+  TESTPOD_MAX_CONCURRENT_CHECKS  checks at once; the others wait as pending (default 32)
   TESTPOD_COOKIE_SECURE       Secure cookies even over http, behind a TLS-terminating ingress (default false)
   TESTPOD_DEV_MODE            accept weak secrets and serve /openapi.json (default false)
 """
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--only", action="append", metavar="NAME", help="check only this target (repeatable)")
     check.add_argument("--strict", action="store_true", help="warnings make the verdict not ready")
     check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
+    check.add_argument("--concurrency", type=_positive, default=None, metavar="N", help="checks at once (default: 32)")
 
     serve = commands.add_parser(
         "serve",
@@ -80,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1000")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
@@ -95,7 +103,7 @@ def check(args: argparse.Namespace) -> int:
     from app import report
     from app.config import ConfigError, load_targets
     from app.results import Result
-    from app.runner import Runner, run_targets
+    from app.runner import DEFAULT_CONCURRENCY, Runner, run_targets
 
     config = args.config or os.environ.get("TESTPOD_CONFIG")
     if not config:
@@ -122,7 +130,8 @@ def check(args: argparse.Namespace) -> int:
         if live:
             print(f"  {result.status.upper():7} {result.name} ({result.duration_ms / 1000:.2f}s)", file=sys.stderr)
 
-    run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress))
+    concurrency = args.concurrency or DEFAULT_CONCURRENCY
+    run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress, concurrency=concurrency))
     rendered = {"text": report.to_text, "json": report.to_json, "junit": report.to_junit}[args.format](run)
     if args.output:
         try:

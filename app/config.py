@@ -26,6 +26,7 @@ from yaml.composer import Composer
 
 from app.checks import AnyTarget
 from app.checks.base import Port, Target
+from app.runner import DEFAULT_CONCURRENCY
 
 
 def _kind_names() -> frozenset[str]:
@@ -123,13 +124,13 @@ class _BoundedLoader(_BaseLoader):  # type: ignore[valid-type,misc]
     compose_sequence_node = Composer.compose_sequence_node
     compose_mapping_node = Composer.compose_mapping_node
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             mark = self.peek_event().start_mark
             raise _Refused(f"nested more than {MAX_DEPTH} levels deep", mark)
         try:
-            return Composer.compose_node(self, parent, index)  # type: ignore[no-any-return]
+            return Composer.compose_node(self, parent, index)
         finally:
             self.depth -= 1
 
@@ -147,7 +148,7 @@ def _at(mark: yaml.Mark | None) -> str:
 def _compose(text: str, source: str) -> yaml.Node | None:
     loader = _BoundedLoader(text)
     try:
-        return cast(yaml.Node | None, loader.get_single_node())
+        return loader.get_single_node()
     except _Refused as refused:
         raise ConfigError(f"{source}: {refused.message}{_at(refused.mark)}") from None
     except yaml.YAMLError as error:
@@ -335,6 +336,7 @@ class Settings(BaseSettings):
     cookie_secure: bool = False  # Secure cookies even over http: the pod sits behind a TLS-terminating ingress
     run_on_start: bool = True
     strict: bool = False
+    max_concurrent_checks: Annotated[int, Field(ge=1, le=1000)] = DEFAULT_CONCURRENCY
 
     @classmethod
     def settings_customise_sources(

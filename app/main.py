@@ -6,6 +6,7 @@ the log and to the dashboard, and no run can start until the file is fixed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from app.checks.base import Target
 from app.config import ConfigError, Settings, load_targets
 from app.health import PodHealth
 from app.metrics import Metrics
-from app.runner import Runner
+from app.runner import Runner, warm_up
 from app.web import api, errors, pages, status
 from app.web.middleware import BodyLimit, CatchAll, HeadAsGet, SecurityHeaders
 from app.web.pod import Pod
@@ -32,7 +33,7 @@ log = logging.getLogger("app")
 
 def create_app(settings: Settings) -> FastAPI:
     targets, config_error = _load(settings.config)
-    runner = Runner(targets, strict=settings.strict)
+    runner = Runner(targets, strict=settings.strict, concurrency=settings.max_concurrent_checks)
     health = PodHealth(config_error=config_error)
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
     pod = Pod(runner, health, metrics)
@@ -45,6 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # before the server listens (so before its startup probe passes), off the event loop
+        await asyncio.to_thread(warm_up, targets)
         if run_on_start:
             pod.start_run()  # so the dashboard has a verdict when someone first opens it
         health.started = True

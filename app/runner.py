@@ -1,14 +1,18 @@
-"""Runs checks: each target in its own thread under a hard timeout, all targets concurrently, one run at a time.
+"""Runs checks: each target in its own thread under a hard timeout, up to `concurrency` at once, one run at a time.
 
 Blocking SDKs cannot be cancelled, so every check runs in a daemon thread of its own and the event loop
 only waits for it until the deadline. A check that overruns is reported as failed at the stage it was in,
 on time; its thread ends soon after because each SDK is given the remaining time as its own timeout.
+A slot is given back when the thread really ends, not at the deadline, so the threads alive never exceed the
+cap; a target waiting for a slot is pending, and its timeout counts from the moment it gets one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,14 +32,20 @@ TIMEOUT_REMEDIATION = {
     Stage.OPERATION: "the server accepted the request but did not answer in time: check its load and logs",
 }
 
+DEFAULT_CONCURRENCY = 32  # checks at once: each is a thread, and a pod has a CPU or two
 OnResult = Callable[[Result], None]
+log = logging.getLogger("app.runs")
 
 
-async def check_target(target: Target) -> Result:
-    """Check one target under its timeout. Never raises: every outcome is a Result."""
+async def check_target(target: Target, slots: asyncio.Semaphore | None = None) -> Result:
+    """Check one target under its timeout, once it has one of `slots`. Never raises: every outcome is a Result."""
+    if slots is not None:
+        await slots.acquire()
     timeout = target.effective_timeout
     probe = Probe(deadline=time.monotonic() + timeout)
     outcome = _in_thread(target.name, target.check, probe)
+    if slots is not None:
+        outcome.add_done_callback(lambda _: slots.release())  # when the thread ends, even past its deadline
     done, _ = await asyncio.wait({outcome}, timeout=timeout)
     if done:
         failure = _failure_of(outcome.exception(), probe)
@@ -49,12 +59,19 @@ async def check_target(target: Target) -> Result:
     return _result(target, probe, failure)
 
 
-async def run_targets(targets: Sequence[Target], *, strict: bool = False, on_result: OnResult | None = None) -> Run:
-    """Check every target concurrently; `on_result` sees each result as it lands."""
+async def run_targets(
+    targets: Sequence[Target],
+    *,
+    strict: bool = False,
+    on_result: OnResult | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Run:
+    """Check every target, up to `concurrency` at once; `on_result` sees each result as it lands."""
     started = datetime.now().astimezone()
+    slots = asyncio.Semaphore(concurrency)
 
     async def one(target: Target) -> Result:
-        result = await check_target(target)
+        result = await check_target(target, slots)
         if on_result is not None:
             on_result(result)
         return result
@@ -66,9 +83,13 @@ async def run_targets(targets: Sequence[Target], *, strict: bool = False, on_res
 class Runner:
     """Holds the configured targets and the latest run. Callers that ask while a run is in flight join it."""
 
-    def __init__(self, targets: Sequence[Target], *, strict: bool = False) -> None:
+    def __init__(
+        self, targets: Sequence[Target], *, strict: bool = False, concurrency: int = DEFAULT_CONCURRENCY
+    ) -> None:
         self.targets = {t.name: t for t in targets}
         self.strict = strict
+        self.concurrency = concurrency
+        self.state = 0  # changes whenever what current() returns changes: renderings are kept per state
         self.latest: Run | None = None
         self._task: asyncio.Task[Run] | None = None
         self._started: datetime | None = None
@@ -93,6 +114,7 @@ class Runner:
         self._selected = [t.name for t in selected]
         self._landed = {}
         self._task = asyncio.create_task(self._run(selected))
+        self.state += 1
         return self._task
 
     @property
@@ -109,13 +131,27 @@ class Runner:
         return Run(started_at=self._started, finished_at=None, strict=self.strict, results=landed, pending=pending)
 
     async def _run(self, targets: list[Target]) -> Run:
-        run = await run_targets(targets, strict=self.strict, on_result=self._land)
-        run = run.model_copy(update={"started_at": self._started or run.started_at})
-        self.latest = run
-        return run
+        try:
+            run = await run_targets(targets, strict=self.strict, on_result=self._land, concurrency=self.concurrency)
+            run = run.model_copy(update={"started_at": self._started or run.started_at})
+            self.latest = run
+            return run
+        finally:
+            self.state += 1
 
     def _land(self, result: Result) -> None:
         self._landed[result.name] = result
+        self.state += 1
+
+
+def warm_up(targets: Sequence[Target]) -> None:
+    """Import what the configured kinds import lazily, so the first run does not hold the GIL doing it while
+    the event loop answers probes. Called in a thread before the server's startup probe passes."""
+    for module in dict.fromkeys(name for target in targets for name in target.warm_imports):
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # the check itself will then fail and say why; warming is only a head start
+            log.warning("could not import %s ahead of the first run: %s", module, type(error).__name__)
 
 
 def _failure_of(error: BaseException | None, probe: Probe) -> CheckFailed | None:

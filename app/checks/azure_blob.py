@@ -107,6 +107,7 @@ _ERROR_CODES: dict[str, tuple[Stage, str]] = {
 
 class AzureBlobTarget(Target):
     default_timeout: ClassVar[float] = 15.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("azure.storage.blob", "azure.core.exceptions")
 
     kind: Literal["azure_blob"]
     account_name: AccountName | None = None

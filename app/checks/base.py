@@ -96,6 +96,8 @@ class Target(BaseModel, ABC):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default_timeout: ClassVar[float] = 10.0
+    # modules the check imports lazily (heavy SDKs): the server imports them before its startup probe passes
+    warm_imports: ClassVar[tuple[str, ...]] = ()
 
     name: TargetName
     kind: str

@@ -53,6 +53,7 @@ StatusCode = Annotated[int, Field(ge=100, le=599)]
 
 class HttpTarget(Target):
     default_timeout: ClassVar[float] = 10.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx",)
 
     kind: Literal["http"]
     url: HttpUrl

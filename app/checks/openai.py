@@ -31,6 +31,7 @@ MODELS_RESERVE = 1.0  # seconds kept back from the /models lookup to report the 
 
 class OpenaiTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx",)
 
     kind: Literal["openai"]
     provider: Literal["openai", "azure"] = "openai"

@@ -46,6 +46,7 @@ HBA_REMEDIATION = (
 
 class PostgresTarget(Target):
     default_timeout: ClassVar[float] = 10.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("pg8000.native", "scramp")
 
     kind: Literal["postgres"]
     host: Host

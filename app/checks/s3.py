@@ -67,6 +67,7 @@ _REDIRECT_CODES = {"PermanentRedirect", "301", "AuthorizationHeaderMalformed", "
 
 class S3Target(Target):
     default_timeout: ClassVar[float] = 15.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("botocore.session", "botocore.config")
 
     kind: Literal["s3"]
     bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")]

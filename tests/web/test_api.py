@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
+
+import pytest
 
 from app import __version__
 from app.cli import main as cli_main
@@ -304,3 +307,42 @@ def test_an_unexpected_error_is_a_json_500_without_a_trace(make_client: MakeClie
     assert answer.json() == {"detail": "internal error; the pod's log has the details"}
     assert "internal detail" not in answer.text
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_run_is_rendered_once_per_state_not_once_per_request(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import report
+
+    calls: dict[str, int] = {"json": 0, "html": 0}
+    to_json, to_html = report.to_json, report.to_html
+
+    def counting(name: str, render: Any) -> Any:
+        def wrapped(run: Any) -> str:
+            calls[name] += 1
+            return str(render(run))
+
+        return wrapped
+
+    monkeypatch.setattr(report, "to_json", counting("json", to_json))
+    from app.web import api
+
+    _, media_type, extension = api._RENDERERS["html"]
+    monkeypatch.setitem(api._RENDERERS, "html", (counting("html", to_html), media_type, extension))
+    client = make_client([{"name": "db", "kind": "tcp", "host": "127.0.0.1", "port": 1}])
+    auth = bearer(client)
+    client.post("/api/runs", headers=auth)
+    wait_for_verdict(client, auth)
+    while client.get("/health", headers=auth).json()["run_in_progress"]:
+        time.sleep(0.01)
+    calls.update(json=0, html=0)
+    bodies = {client.get("/api/results", headers=auth).text for _ in range(20)}
+    pages = {client.get("/api/report", params={"format": "html"}, headers=auth).text for _ in range(20)}
+    assert len(bodies) == len(pages) == 1
+    assert calls["json"] <= 1 and calls["html"] == 1  # once for this state of the run, then kept
+    first = json.loads(bodies.pop())
+    client.post("/api/runs", headers=auth)
+    wait_for_verdict(client, auth)
+    second = client.get("/api/results", headers=auth).json()
+    assert second["started_at"] != first["started_at"]  # a new state of the run is rendered anew
+    assert calls["json"] >= 2

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.checks.base import CheckFailed, Probe, Stage, Status, Target
 from app.results import Result, Run, StepResult
-from app.sanitization import clean_remote_text, redact
+from app.sanitization import clean_remote_text, redact, scrubbing
 
 TIMEOUT_REMEDIATION = {
     Stage.RESOLVE: "the DNS server did not answer in time: check the pod's resolver (CoreDNS) and its upstreams",
@@ -43,12 +43,13 @@ async def check_target(target: Target, slots: asyncio.Semaphore | None = None) -
         await slots.acquire()
     timeout = target.effective_timeout
     probe = Probe(deadline=time.monotonic() + timeout)
-    outcome = _in_thread(target.name, target.check, probe)
+    secrets = target.secrets()
+    outcome = _in_thread(target.name, target.check, probe, secrets)
     if slots is not None:
         outcome.add_done_callback(lambda _: slots.release())  # when the thread ends, even past its deadline
     done, _ = await asyncio.wait({outcome}, timeout=timeout)
     if done:
-        failure = _failure_of(outcome.exception(), probe)
+        failure = _failure_of(outcome.exception(), probe, secrets)
     else:  # only the runner's own deadline is a timeout; a TimeoutError the check raised is its own failure
         # what the thread raises after this no longer matters: retrieve it, so asyncio never prints it unredacted
         outcome.add_done_callback(lambda late: late.cancelled() or late.exception())
@@ -56,7 +57,7 @@ async def check_target(target: Target, slots: asyncio.Semaphore | None = None) -
         failure = CheckFailed(
             probe.stage, f"{step} did not finish within {timeout:g} s", TIMEOUT_REMEDIATION[probe.stage]
         )
-    return _result(target, probe, failure)
+    return _result(target, probe, failure, secrets)
 
 
 async def run_targets(
@@ -154,18 +155,20 @@ def warm_up(targets: Sequence[Target]) -> None:
             log.warning("could not import %s ahead of the first run: %s", module, type(error).__name__)
 
 
-def _failure_of(error: BaseException | None, probe: Probe) -> CheckFailed | None:
+def _failure_of(error: BaseException | None, probe: Probe, secrets: list[str]) -> CheckFailed | None:
     if error is None or isinstance(error, CheckFailed):
         return error
     # an SDK error the check does not classify: report it, never crash the run
+    with scrubbing(secrets):
+        message = clean_remote_text(str(error))
     return CheckFailed(
         probe.stage,
-        f"{type(error).__name__}: {clean_remote_text(str(error))}",
+        f"{type(error).__name__}: {message}",
         f"unexpected error during the {probe.stage.value} stage; the cause is the library's own message",
     )
 
 
-def _in_thread(name: str, function: Callable[[Probe], None], probe: Probe) -> asyncio.Future[None]:
+def _in_thread(name: str, function: Callable[[Probe], None], probe: Probe, secrets: list[str]) -> asyncio.Future[None]:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
 
@@ -176,7 +179,8 @@ def _in_thread(name: str, function: Callable[[Probe], None], probe: Probe) -> as
     def work() -> None:
         error: BaseException | None = None
         try:
-            function(probe)
+            with scrubbing(secrets):  # remote text is scrubbed before the check cuts it to length
+                function(probe)
         except BaseException as raised:  # handed to the event loop, which decides what it means
             error = raised
         # the loop may have closed while this check overran its timeout: nobody waits for it any more
@@ -187,9 +191,7 @@ def _in_thread(name: str, function: Callable[[Probe], None], probe: Probe) -> as
     return future
 
 
-def _result(target: Target, probe: Probe, failure: CheckFailed | None) -> Result:
-    secrets = target.secrets()
-
+def _result(target: Target, probe: Probe, failure: CheckFailed | None, secrets: list[str]) -> Result:
     def scrub(text: str) -> str:
         return redact(text, secrets)
 

@@ -1,24 +1,89 @@
-"""Keeping secrets out of outputs, and untrusted remote text readable and harmless."""
+"""Keeping secrets out of outputs, and untrusted remote text readable and harmless.
+
+A remote server may echo a secret in any form: raw, escaped inside JSON, percent-encoded in a URL, escaped in
+HTML. Every form is scrubbed, and before any text is cut to length: a secret cut in half is no longer a match.
+The runner puts the secrets of the target being checked in scope of its check thread (`scrubbing`), so the
+shortening every check applies to remote text (`clean_remote_text`) scrubs first.
+"""
 
 from __future__ import annotations
 
+import html
+import json
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import lru_cache
+from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 MAX_TEXT = 500
+MIN_FRAGMENT = 6  # the start of a secret that a remote side cut off at the end of its text, and vice versa
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
+_TRAILING_ELLIPSIS = re.compile(r"(?:…|\.\.\.)$")
+_in_scope: ContextVar[tuple[str, ...]] = ContextVar("secrets_in_scope", default=())
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every known secret (longest first, so one that contains another goes whole) and URL passwords."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
+@lru_cache(maxsize=1024)
+def encoded_forms(secret: str) -> tuple[str, ...]:
+    """The secret as a remote server may echo it, longest first."""
+    escaped = json.dumps(secret)[1:-1]
+    forms = {
+        secret,
+        escaped,
+        escaped.replace("/", "\\/"),
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        quote(secret, safe=""),
+        quote(secret, safe="").lower(),  # percent-encoding with lower-case hex digits
+        quote(secret, safe="/:"),
+        quote_plus(secret),
+        html.escape(secret),
+        html.escape(secret, quote=False),
+    }
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every known secret in every encoded form (longest first, so one that contains another goes whole),
+    a secret's start ending the text or its end starting it, and URL passwords."""
+    forms = sorted({form for secret in secrets if secret for form in encoded_forms(secret)}, key=len, reverse=True)
+    for form in forms:
+        text = text.replace(form, REDACTED)
+    for form in forms:
+        text = _redact_cut_edges(text, form)
     return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
 
 
+def _redact_cut_edges(text: str, form: str) -> str:
+    """A remote side may have cut its text in the middle of a secret: its first part then ends the text."""
+    end = _TRAILING_ELLIPSIS.search(text)
+    body, tail = (text[: end.start()], end.group()) if end else (text, "")
+    for size in range(len(form) - 1, MIN_FRAGMENT - 1, -1):
+        if body.endswith(form[:size]):
+            body = body[:-size] + REDACTED
+            break
+    for size in range(len(form) - 1, MIN_FRAGMENT - 1, -1):
+        if body.startswith(form[-size:]):
+            body = REDACTED + body[size:]
+            break
+    return body + tail
+
+
+@contextmanager
+def scrubbing(secrets: Iterable[str]) -> Iterator[None]:
+    """Within this block (one check's thread), clean_remote_text scrubs these secrets before it cuts."""
+    token = _in_scope.set(tuple(s for s in secrets if s))
+    try:
+        yield
+    finally:
+        _in_scope.reset(token)
+
+
 def clean_remote_text(text: str, limit: int = MAX_TEXT) -> str:
-    """One printable line from a remote server's words: control characters dropped, length bounded."""
+    """One printable line from a remote server's words: secrets scrubbed, control characters dropped, length
+    bounded, in that order."""
+    text = redact(text, _in_scope.get())
     text = _CONTROL.sub(" ", text).replace("\n", " ").strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -88,11 +88,13 @@ def parse_targets(text: str, source: str, environ: Mapping[str, str]) -> list[Ta
         return []
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{source}: expected a mapping with a 'targets' list at the top")
+    for key, value in root.value:  # counted before anything is built from them
+        if getattr(key, "value", None) == "targets" and isinstance(value, yaml.SequenceNode):
+            count = len(value.value)
+            if count > MAX_TARGETS:
+                raise ConfigError(f"targets: {count} targets; at most {MAX_TARGETS} are checked by one pod")
     _measure(root, source)
     document = _construct(root, source)
-    targets = document.get("targets")
-    if isinstance(targets, list) and len(targets) > MAX_TARGETS:
-        raise ConfigError(f"targets: {len(targets)} targets; at most {MAX_TARGETS} are checked by one pod")
     document = _resolve_env(document, (), environ)
     try:
         return list(TargetsFile.model_validate(document).targets)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -104,6 +105,7 @@ def check(args: argparse.Namespace) -> int:
     from app.config import ConfigError, load_targets
     from app.results import Result
     from app.runner import DEFAULT_CONCURRENCY, Runner, run_targets
+    from app.sanitization import scrub_logs
 
     config = args.config or os.environ.get("TESTPOD_CONFIG")
     if not config:
@@ -114,6 +116,9 @@ def check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"config error in {config}:\n{error}", file=sys.stderr)
         return EXIT_USAGE
+    # libraries log their own warnings (a driver quoting the server) on stderr: never with a secret in them
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    scrub_logs(secret for target in targets for secret in target.secrets())
     runner = Runner(targets, strict=args.strict)
     try:
         selected = runner.select(args.only)
@@ -145,8 +150,6 @@ def check(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import logging
-
     import uvicorn
     from pydantic import ValidationError
 

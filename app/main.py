@@ -23,6 +23,7 @@ from app.config import ConfigError, Settings, load_targets
 from app.health import PodHealth
 from app.metrics import Metrics
 from app.runner import Runner, warm_up
+from app.sanitization import scrub_logs
 from app.web import api, errors, pages, status
 from app.web.middleware import BodyLimit, CatchAll, HeadAsGet, SecurityHeaders
 from app.web.pod import Pod
@@ -33,6 +34,7 @@ log = logging.getLogger("app")
 
 def create_app(settings: Settings) -> FastAPI:
     targets, config_error = _load(settings.config)
+    scrub_logs(secret for target in targets for secret in target.secrets())
     runner = Runner(targets, strict=settings.strict, concurrency=settings.max_concurrent_checks)
     health = PodHealth(config_error=config_error)
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)

@@ -1,7 +1,7 @@
 """Keeping secrets out of outputs, and untrusted remote text readable and harmless.
 
-A remote server may echo a secret in any form: raw, escaped inside JSON, percent-encoded in a URL, escaped in
-HTML. Every form is scrubbed, and before any text is cut to length: a secret cut in half is no longer a match.
+A remote server may echo a secret in any form: raw, escaped inside JSON or a Python repr, percent-encoded in a
+URL, escaped in HTML. Every form is scrubbed, and before any text is cut to length: a secret cut in half is no longer a match.
 The runner puts the secrets of the target being checked in scope of its check thread (`scrubbing`), so the
 shortening every check applies to remote text (`clean_remote_text`) scrubs first.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
+import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,9 +30,10 @@ _in_scope: ContextVar[tuple[str, ...]] = ContextVar("secrets_in_scope", default=
 
 @lru_cache(maxsize=1024)
 def encoded_forms(secret: str) -> tuple[str, ...]:
-    """The secret as a remote server may echo it, longest first."""
+    """The secret as a remote server may echo it, and each of those inside a Python repr (drivers log exceptions
+    whose repr quotes the server's words), longest first."""
     escaped = json.dumps(secret)[1:-1]
-    forms = {
+    echoed = {
         secret,
         escaped,
         escaped.replace("/", "\\/"),
@@ -42,6 +45,7 @@ def encoded_forms(secret: str) -> tuple[str, ...]:
         html.escape(secret),
         html.escape(secret, quote=False),
     }
+    forms = echoed | {repr(form)[1:-1] for form in echoed} | {repr(form + "'")[1:-2] for form in echoed}
     return tuple(sorted(forms, key=len, reverse=True))
 
 
@@ -87,3 +91,31 @@ def clean_remote_text(text: str, limit: int = MAX_TEXT) -> str:
     text = redact(text, _in_scope.get())
     text = _CONTROL.sub(" ", text).replace("\n", " ").strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class LogScrubber(logging.Filter):
+    """Scrubs every configured secret from log records, whichever thread logs them: a driver logs the server's
+    words (an echoed password) from threads of its own, with its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            record.msg, record.args, record.exc_info, record.exc_text = redact(text, self.secrets), (), None, None
+        return True
+
+
+_log_scrubber = LogScrubber()
+
+
+def scrub_logs(secrets: Iterable[str]) -> None:
+    """Keep `secrets` out of everything the root logger's handlers write (the server's log, the CLI's stderr)."""
+    _log_scrubber.secrets.update(s for s in secrets if s)
+    for handler in logging.getLogger().handlers:
+        if _log_scrubber not in handler.filters:
+            handler.addFilter(_log_scrubber)

@@ -1,7 +1,8 @@
 """Keeping secrets out of outputs, and untrusted remote text readable and harmless.
 
 A remote server may echo a secret in any form: raw, escaped inside JSON or a Python repr, percent-encoded in a
-URL, escaped in HTML. Every form is scrubbed, and before any text is cut to length: a secret cut in half is no longer a match.
+URL, escaped in HTML. Every form is scrubbed, and before any text is cut to length: a secret cut in half is no
+longer a match.
 The runner puts the secrets of the target being checked in scope of its check thread (`scrubbing`), so the
 shortening every check applies to remote text (`clean_remote_text`) scrubs first.
 """
@@ -21,7 +22,7 @@ from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 MAX_TEXT = 500
-MIN_FRAGMENT = 6  # the start of a secret that a remote side cut off at the end of its text, and vice versa
+MIN_FRAGMENT = 4  # the shortest start of a secret recognised before a remote side's own `…`
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 _TRAILING_ELLIPSIS = re.compile(r"(?:…|\.\.\.)$")
@@ -51,7 +52,7 @@ def encoded_forms(secret: str) -> tuple[str, ...]:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every known secret in every encoded form (longest first, so one that contains another goes whole),
-    a secret's start ending the text or its end starting it, and URL passwords."""
+    a secret's start that a remote side cut off, and URL passwords."""
     forms = sorted({form for secret in secrets if secret for form in encoded_forms(secret)}, key=len, reverse=True)
     for form in forms:
         text = text.replace(form, REDACTED)
@@ -61,18 +62,16 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def _redact_cut_edges(text: str, form: str) -> str:
-    """A remote side may have cut its text in the middle of a secret: its first part then ends the text."""
+    """A remote side that cut its text in the middle of a secret and said so (`…`, `...`): the secret's first
+    part then ends the text. Without that mark, an ending that merely resembles a secret's start stays."""
     end = _TRAILING_ELLIPSIS.search(text)
-    body, tail = (text[: end.start()], end.group()) if end else (text, "")
+    if end is None:
+        return text
+    body = text[: end.start()]
     for size in range(len(form) - 1, MIN_FRAGMENT - 1, -1):
         if body.endswith(form[:size]):
-            body = body[:-size] + REDACTED
-            break
-    for size in range(len(form) - 1, MIN_FRAGMENT - 1, -1):
-        if body.startswith(form[-size:]):
-            body = REDACTED + body[size:]
-            break
-    return body + tail
+            return body[:-size] + REDACTED + end.group()
+    return text
 
 
 @contextmanager

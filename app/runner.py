@@ -146,13 +146,21 @@ class Runner:
 
 
 def warm_up(targets: Sequence[Target]) -> None:
-    """Import what the configured kinds import lazily, so the first run does not hold the GIL doing it while
-    the event loop answers probes. Called in a thread before the server's startup probe passes."""
-    for module in dict.fromkeys(name for target in targets for name in target.warm_imports):
+    """Do ahead what the first run would otherwise do while the event loop answers probes, holding the GIL: import
+    what the configured kinds import lazily (`module`, or `module:function` to call too), and load the system
+    trust store the TLS steps share. Called in a thread before the server listens."""
+    from app.checks.tls import client_context
+
+    for entry in dict.fromkeys(name for target in targets for name in target.warm_imports):
+        module, _, function = entry.partition(":")
         try:
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
         except Exception as error:  # the check itself will then fail and say why; warming is only a head start
-            log.warning("could not import %s ahead of the first run: %s", module, type(error).__name__)
+            log.warning("could not prepare %s ahead of the first run: %s", entry, type(error).__name__)
+    if targets:
+        client_context()
 
 
 def _failure_of(error: BaseException | None, probe: Probe, secrets: list[str]) -> CheckFailed | None:

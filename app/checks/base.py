@@ -96,7 +96,7 @@ class Target(BaseModel, ABC):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default_timeout: ClassVar[float] = 10.0
-    # modules the check imports lazily (heavy SDKs): the server imports them before its startup probe passes
+    # modules the check imports lazily (heavy SDKs), or `module:function` to call: done before the server listens
     warm_imports: ClassVar[tuple[str, ...]] = ()
 
     name: TargetName

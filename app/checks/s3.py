@@ -67,7 +67,7 @@ _REDIRECT_CODES = {"PermanentRedirect", "301", "AuthorizationHeaderMalformed", "
 
 class S3Target(Target):
     default_timeout: ClassVar[float] = 15.0
-    warm_imports: ClassVar[tuple[str, ...]] = ("botocore.session", "botocore.config")
+    warm_imports: ClassVar[tuple[str, ...]] = ("botocore.session", "botocore.config", "app.checks.s3:parse_models")
 
     kind: Literal["s3"]
     bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")]
@@ -373,6 +373,16 @@ def _shared_loader() -> Loader:
     from botocore.loaders import create_loader
 
     return create_loader()
+
+
+def parse_models() -> None:
+    """Parse S3's model and endpoint rules into the shared loader before the first run (no request is sent)."""
+    import botocore.session
+
+    session = botocore.session.Session()
+    session.register_component("data_loader", _shared_loader())
+    keys = {"aws_access_key_id": "warm-up", "aws_secret_access_key": "warm-up"}  # never the credential chain
+    session.create_client("s3", region_name="us-east-1", **keys).close()
 
 
 def _quiet_botocore_debug() -> None:

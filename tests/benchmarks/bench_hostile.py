@@ -200,6 +200,45 @@ def threads() -> None:
     )
 
 
+def loop_gaps(warm: bool) -> None:
+    """In this (fresh) process: each kind's first check alone, and the longest the event loop went without a turn
+    meanwhile, with or without the server's warm-up. Less noisy than probing over HTTP on a shared machine."""
+    import yaml
+
+    from app.config import parse_targets
+    from app.runner import check_target, warm_up
+
+    stall, closed = StallServer(), free_port()
+    targets = parse_targets(yaml.safe_dump({"targets": every_kind(stall, closed)}), "bench", {})
+    if warm:
+        warm_up(targets)
+
+    async def first_check(target: object) -> float:
+        gaps: list[float] = []
+        finished = asyncio.Event()
+
+        async def tick() -> None:
+            last = time.perf_counter()
+            while not finished.is_set():
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        await check_target(target)  # type: ignore[arg-type]
+        finished.set()
+        await ticker
+        return max(gaps) * 1000
+
+    async def all_kinds() -> list[str]:
+        return [f"{t.kind} {await first_check(t):.0f}" for t in targets]
+
+    print(f"longest loop stall (ms) per kind's first check, {'with' if warm else 'without'} warm-up:")
+    print("  " + ", ".join(asyncio.run(all_kinds())))
+    stall.close()
+
+
 def hostile_files(directory: Path) -> dict[str, str]:
     item = "  - {name: t, kind: tcp, host: h, port: 1}\n"
     return {
@@ -245,16 +284,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_hostile")
     parser.add_argument("--seconds", type=int, default=10, help="duration of the flood")
     parser.add_argument("--starts", type=int, default=3, help="fresh servers whose first run is measured")
-    parser.add_argument("--only", default="first-run,flood,threads,config")
+    parser.add_argument("--only", default="config,threads,loop-gaps,first-run,flood")
     args = parser.parse_args()
     chosen = set(args.only.split(","))
-    print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if not chosen & {"loop-gaps-warm", "loop-gaps-cold"}:
+        print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         if "config" in chosen:
             config(directory)
         if "threads" in chosen:
             threads()
+        for warm in (False, True):
+            if "loop-gaps" in chosen:  # each in a fresh interpreter: the first run is what is measured
+                flag = "loop-gaps-warm" if warm else "loop-gaps-cold"
+                subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_hostile", "--only", flag], check=True)
+            if f"loop-gaps-{'warm' if warm else 'cold'}" in chosen:
+                loop_gaps(warm)
         if "first-run" in chosen:
             first_run(directory, args.starts)
         if "flood" in chosen:

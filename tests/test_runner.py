@@ -223,8 +223,8 @@ def test_warm_up_imports_what_the_configured_kinds_import_lazily() -> None:
         "assert 'botocore' not in sys.modules  # only what the configured kinds need\n"
         "s3 = parse_targets('targets:\\n  - {name: b, kind: s3, bucket: bkt}\\n', 'x', {})\n"
         "warm_up(s3)\n"
-        "from app.checks.s3 import _shared_loader\n"
-        "assert _shared_loader.cache_info().currsize == 1 and _shared_loader()._cache  # the S3 model is parsed\n"
+        "from app.checks.aws import _shared_loader\n"
+        "assert any('s3' in str(key) for key in _shared_loader()._cache)  # the S3 model is parsed\n"
         "from app.checks.tls import _verified_context\n"
         "assert _verified_context.cache_info().currsize == 1  # and the system trust store loaded\n"
     )

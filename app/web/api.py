@@ -9,10 +9,11 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, Response, st
 from pydantic import BaseModel
 
 from app import report
-from app.auth import AuthenticatorDep, CurrentUser, LoginRejected, LoginThrottled
+from app.auth import LoginRejected, LoginThrottled
 from app.results import Run
+from app.web.deps import AuthenticatorDep, CurrentUser, PodDep
 from app.web.errors import problems
-from app.web.pod import Pod, PodDep
+from app.web.pod import Pod
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -108,11 +109,6 @@ async def results(pod: PodDep, user: CurrentUser, target: TargetQuery = None) ->
 
 
 ReportFormat = Literal["json", "junit", "html"]
-_RENDERERS = {
-    "json": (report.to_json, "application/json", "json"),
-    "junit": (report.to_junit, "application/xml", "xml"),
-    "html": (report.to_html, "text/html; charset=utf-8", "html"),
-}
 
 
 @router.get(
@@ -125,16 +121,18 @@ _RENDERERS = {
 )
 async def download_report(pod: PodDep, user: CurrentUser, format: ReportFormat = "html") -> Response:
     """The latest run as a file to attach to a support ticket (secrets are redacted from every result)."""
-    render, media_type, extension = _RENDERERS[format]
-    run, body = await _rendered_run(pod, f"report:{format}", lambda run: render(run).encode())
+    renderer = report.RENDERERS[format]
+    run, body = await _rendered_run(pod, f"report:{format}", lambda run: renderer.render(run).encode())
     stamp = (run.finished_at or run.started_at).strftime("%Y%m%d-%H%M%S")
-    filename = f"airia-test-pod-report-{stamp}.{extension}"
-    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    filename = f"airia-test-pod-report-{stamp}.{renderer.extension}"
+    return Response(
+        body, media_type=renderer.media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
 
 
 def _to_json(run: Run) -> bytes:
     # the exact text `check --format json` prints, so scripts can treat both the same way
-    return report.to_json(run).encode()
+    return report.RENDERERS["json"].render(run).encode()
 
 
 async def _rendered_run(pod: Pod, name: str, render: Callable[[Run], bytes]) -> tuple[Run, bytes]:

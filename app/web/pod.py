@@ -7,9 +7,6 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, cast
-
-from fastapi import Depends, Request
 
 from app.health import PodHealth
 from app.metrics import Metrics
@@ -95,10 +92,3 @@ class Pod:
             if result.status != "passed":
                 optional = "" if result.required else " (optional)"
                 log.info("  %s %s%s at %s: %s", result.status, result.name, optional, result.stage, result.cause)
-
-
-async def get_pod(request: Request) -> Pod:  # async: a plain def would cost a thread hop per request
-    return cast(Pod, request.app.state.pod)
-
-
-PodDep = Annotated[Pod, Depends(get_pod)]

@@ -13,8 +13,7 @@ import pytest
 from app import __version__
 from app.cli import main as cli_main
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import BlackholePort, bearer, tcp_target, wait_for_verdict, write_targets
+from tests.web.helpers import BlackholePort, MakeClient, bearer, tcp_target, wait_for_verdict, write_targets
 
 
 def test_probes_answer_without_login_and_say_little(make_client: MakeClient, stall: StallServer) -> None:
@@ -315,20 +314,18 @@ def test_a_run_is_rendered_once_per_state_not_once_per_request(
     from app import report
 
     calls: dict[str, int] = {"json": 0, "html": 0}
-    to_json, to_html = report.to_json, report.to_html
 
-    def counting(name: str, render: Any) -> Any:
-        def wrapped(run: Any) -> str:
+    def counting(name: str) -> report.Renderer:
+        renderer = report.RENDERERS[name]
+
+        def render(run: Any) -> str:
             calls[name] += 1
-            return str(render(run))
+            return renderer.render(run)
 
-        return wrapped
+        return report.Renderer(render, renderer.media_type, renderer.extension)
 
-    monkeypatch.setattr(report, "to_json", counting("json", to_json))
-    from app.web import api
-
-    _, media_type, extension = api._RENDERERS["html"]
-    monkeypatch.setitem(api._RENDERERS, "html", (counting("html", to_html), media_type, extension))
+    for name in calls:
+        monkeypatch.setitem(report.RENDERERS, name, counting(name))
     client = make_client([{"name": "db", "kind": "tcp", "host": "127.0.0.1", "port": 1}])
     auth = bearer(client)
     client.post("/api/runs", headers=auth)

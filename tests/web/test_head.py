@@ -9,8 +9,7 @@ from fastapi.routing import APIRoute
 
 from app.web import api, pages, status
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import PASSWORD, SECRET_KEY, ServerProcess, bearer, login, tcp_target, write_targets
+from tests.web.helpers import PASSWORD, SECRET_KEY, MakeClient, ServerProcess, bearer, login, tcp_target, write_targets
 
 
 def get_paths() -> list[str]:

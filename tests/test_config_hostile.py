@@ -95,9 +95,33 @@ def test_a_header_value_that_cannot_be_sent_is_a_config_error(value: str) -> Non
     assert value not in message
 
 
-def test_an_api_key_that_cannot_be_sent_is_a_config_error() -> None:
-    text = "targets:\n  - {name: a, kind: openai, base_url: 'http://127.0.0.1/v1', model: m, api_key: '${K}'}\n"
-    assert refusal(text, K="s\u00e9cret-key").startswith("targets[0].api_key: may hold only printable ASCII")
+# one target of each kind with a URL field or a secret it sends as a header, `${U}` its URL and `${K}` that secret
+SENDING_KINDS = {
+    "openai": "{kind: openai, base_url: '${U}', model: m, api_key: '${K}'}",
+    "anthropic": "{kind: anthropic, base_url: '${U}', model: m, api_key: '${K}'}",
+    "gemini": "{kind: gemini, base_url: '${U}', model: m, api_key: '${K}'}",
+    "mistral": "{kind: mistral, base_url: '${U}', model: m, api_key: '${K}'}",
+    "document_intelligence": "{kind: document_intelligence, endpoint: '${U}', api_key: '${K}'}",
+    "bedrock": "{kind: bedrock, region: us-east-1, model: m, endpoint_url: '${U}', access_key_id: a, "
+    "secret_access_key: s, session_token: '${K}'}",
+    "s3": "{kind: s3, bucket: data, endpoint_url: '${U}', access_key_id: a, secret_access_key: s, "
+    "session_token: '${K}'}",
+    "azure_blob": "{kind: azure_blob, account_name: acc, account_key: a2V5, endpoint: '${U}', container: probe}",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SENDING_KINDS))
+def test_a_url_with_credentials_is_a_config_error_in_every_kind(kind: str) -> None:
+    text = f"targets:\n  - {{name: a, {SENDING_KINDS[kind][1:]}\n"
+    message = refusal(text, U="https://user:pw-9f3c@127.0.0.1:9000", K="key")
+    assert "must not contain credentials" in message and "pw-9f3c" not in message
+
+
+@pytest.mark.parametrize("kind", sorted(set(SENDING_KINDS) - {"azure_blob"}))
+def test_a_key_sent_as_a_header_that_cannot_be_sent_is_a_config_error(kind: str) -> None:
+    text = f"targets:\n  - {{name: a, {SENDING_KINDS[kind][1:]}\n"
+    message = refusal(text, U="http://127.0.0.1:9000", K="s\u00e9cret-key")
+    assert "may hold only printable ASCII" in message and "cret-key" not in message
 
 
 # --- generated hostile documents -------------------------------------------------------------------------------

@@ -225,6 +225,9 @@ def test_warm_up_imports_what_the_configured_kinds_import_lazily() -> None:
         "warm_up(s3)\n"
         "from app.checks.aws import _shared_loader\n"
         "assert any('s3' in str(key) for key in _shared_loader()._cache)  # the S3 model is parsed\n"
+        "bedrock = parse_targets('targets:\\n  - {name: m, kind: bedrock, region: us-east-1, model: x}\\n', 'x', {})\n"
+        "warm_up(bedrock)\n"
+        "assert any('bedrock-runtime' in str(key) for key in _shared_loader()._cache)  # and Bedrock's\n"
         "from app.checks.tls import _verified_context\n"
         "assert _verified_context.cache_info().currsize == 1  # and the system trust store loaded\n"
     )

@@ -122,6 +122,11 @@ def parse_s3_models() -> None:
     _parse_models("s3")
 
 
+def parse_bedrock_models() -> None:
+    """Warm-up before the first run of a bedrock target (see runner.warm_up)."""
+    _parse_models("bedrock-runtime")
+
+
 def _parse_models(service: str) -> None:
     """Parse a service's model and endpoint rules into the shared loader, so the first check does not stall the
     event loop on them. No request is sent and the credential chain is never consulted."""

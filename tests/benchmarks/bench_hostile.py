@@ -39,6 +39,7 @@ from tests.web.helpers import PASSWORD, ROOT, SECRET_KEY, USERNAME, ServerProces
 def every_kind(stall: StallServer, closed: int) -> list[dict[str, object]]:
     """One target of each kind, against a server that never answers or a closed port, so each check fails fast."""
     local = "127.0.0.1"
+    closed_url = f"http://{local}:{closed}"
     return [
         {"name": "tcp", "kind": "tcp", "host": local, "port": closed},
         {"name": "dns", "kind": "dns", "host": "localhost"},
@@ -67,6 +68,20 @@ def every_kind(stall: StallServer, closed: int) -> list[dict[str, object]]:
             "name": "bucket",
             "kind": "s3",
             "bucket": "probe",
+            "endpoint_url": f"http://{local}:{stall.port}",
+            "access_key_id": "a",
+            "secret_access_key": "b",
+            "timeout": 3,
+        },
+        {"name": "anthropic", "kind": "anthropic", "base_url": closed_url, "api_key": "k", "model": "m"},
+        {"name": "gemini", "kind": "gemini", "base_url": closed_url, "api_key": "k", "model": "m"},
+        {"name": "mistral", "kind": "mistral", "base_url": closed_url, "api_key": "k", "model": "m"},
+        {"name": "di", "kind": "document_intelligence", "endpoint": closed_url, "api_key": "k"},
+        {
+            "name": "bedrock",
+            "kind": "bedrock",
+            "region": "us-east-1",
+            "model": "m",
             "endpoint_url": f"http://{local}:{stall.port}",
             "access_key_id": "a",
             "secret_access_key": "b",

@@ -2,8 +2,9 @@
 limit; no fragment of 8 characters of any secret may reach any output: the API, the three reports, /metrics,
 the dashboard, the CLI's three formats, or the log.
 
-One local server per kind speaks just enough of its protocol to answer every request with an error quoting
-the secrets (the servers are told them, as a server holding a leaked copy would be).
+One local server per kind (and one as Google's token endpoint for the Vertex AI targets) speaks just enough of
+its protocol to answer every request with an error quoting the secrets (the servers are told them, as a server
+holding a leaked copy would be).
 """
 
 from __future__ import annotations
@@ -43,6 +44,28 @@ ENCODERS: dict[str, Callable[[str], str]] = {
 }
 
 
+def service_account_key(private_key: str, token_uri: str) -> str:
+    """A Google service account's JSON key; only its private key is secret (the e-mail is shown as the identity)."""
+    key = {
+        "type": "service_account",
+        "project_id": "hostile-proj",
+        "private_key_id": "k1",
+        "private_key": private_key,
+        "client_email": "probe@hostile-proj.iam.example",
+        "token_uri": token_uri,
+    }
+    return json.dumps(key)
+
+
+def rsa_private_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode()
+
+
 def planted(alphabet: str = "printable") -> str:
     """A unique secret with characters every encoding changes (or, for keys that must be base64, only those)."""
     token = uuid.uuid4().hex
@@ -77,9 +100,13 @@ class Echoes:
 def http_reply(echoes: Echoes, shape: str) -> Callable[[Request], Reply]:
     def reply(request: Request) -> Reply:
         message = echoes.message()
-        if shape == "openai":
-            body = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+        if shape == "ai" and request.path.endswith("/token"):  # Google's OAuth token endpoint
+            body = json.dumps({"error": "invalid_grant", "error_description": message}).encode()
             return Reply(400, body, {"Content-Type": "application/json"})
+        if shape == "ai":  # where each provider puts its message: OpenAI, Anthropic, Google and Azure; Mistral, AWS
+            document = {"error": {"message": message, "type": "invalid_request_error"}, "message": message}
+            headers = {"Content-Type": "application/json", "x-amzn-ErrorType": "ValidationException"}
+            return Reply(400, json.dumps(document).encode(), headers)
         if shape in ("azure", "s3"):
             code = "AuthenticationFailed" if shape == "azure" else "AccessDenied"
             body = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>{html.escape(message)}</Message></Error>"
@@ -170,8 +197,9 @@ class HostileCassandra:
 
 
 @pytest.fixture
-def hostile(tmp_path: Path) -> Iterator[tuple[list[dict[str, Any]], dict[str, str]]]:
-    """Targets of every kind with secrets, their servers, and the environment that holds the secrets."""
+def hostile(tmp_path: Path) -> Iterator[tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]]:
+    """Targets of every kind with secrets, their servers, the environment that holds the secrets and the secrets
+    no output may show a fragment of."""
     env = {
         "HTTP_TOKEN": planted(),
         "HTTP_KEY": planted(),
@@ -184,6 +212,13 @@ def hostile(tmp_path: Path) -> Iterator[tuple[list[dict[str, Any]], dict[str, st
         "S3_TOKEN": planted(),
         "PG_PASSWORD": planted(),
         "CQL_PASSWORD": planted(),
+        "ANTHROPIC_KEY": planted(),
+        "GEMINI_KEY": planted(),
+        "MISTRAL_KEY": planted(),
+        "DI_KEY": planted(),
+        "BEDROCK_SECRET": planted(),
+        "BEDROCK_TOKEN": planted(),
+        "GCP_PRIVATE_KEY": rsa_private_key(),
     }
     http_echo = Echoes([env["HTTP_TOKEN"], env["HTTP_KEY"], env["HTTP_QUERY"]])
     servers: list[Any] = [
@@ -194,8 +229,17 @@ def hostile(tmp_path: Path) -> Iterator[tuple[list[dict[str, Any]], dict[str, st
         HttpServer(http_reply(Echoes([env["S3_SECRET"], env["S3_TOKEN"]]), "s3")),
         HostilePostgres(Echoes([env["PG_PASSWORD"]])),
         HostileCassandra(Echoes([env["CQL_PASSWORD"]])),
+        *(
+            HttpServer(http_reply(Echoes([env[key]]), "ai"))
+            for key in ("ANTHROPIC_KEY", "GEMINI_KEY", "MISTRAL_KEY", "DI_KEY")
+        ),
+        HttpServer(http_reply(Echoes([env["BEDROCK_SECRET"], env["BEDROCK_TOKEN"]]), "ai")),
+        HttpServer(http_reply(Echoes([env["GCP_PRIVATE_KEY"]]), "ai")),
     ]
-    web, ai, azure_key, azure_sas, s3, pg, cql = servers
+    web, ai, azure_key, azure_sas, s3, pg, cql, anthropic, gemini, mistral, di, bedrock, google = servers
+    scanned = dict(env)
+    env["GCP_KEY"] = service_account_key(env["GCP_PRIVATE_KEY"], f"{google.url}/token")
+    vertex = {"provider": "vertex", "service_account_key": "${GCP_KEY}", "base_url": google.url}
     targets: list[dict[str, Any]] = []
     for i in range(COPIES):
         targets += [
@@ -252,8 +296,43 @@ def hostile(tmp_path: Path) -> Iterator[tuple[list[dict[str, Any]], dict[str, st
                 "password": "${CQL_PASSWORD}",
                 "keyspace": "airia",
             },
+            {
+                "name": f"anthropic-{i}",
+                "kind": "anthropic",
+                "model": "claude-test",
+                **({"base_url": anthropic.url, "api_key": "${ANTHROPIC_KEY}"} if i % 2 else vertex),
+            },
+            {
+                "name": f"gemini-{i}",
+                "kind": "gemini",
+                "model": "gemini-test",
+                **({"base_url": gemini.url, "api_key": "${GEMINI_KEY}"} if i % 2 else vertex),
+            },
+            {
+                "name": f"mistral-{i}",
+                "kind": "mistral",
+                "base_url": f"{mistral.url}/v1",
+                "api_key": "${MISTRAL_KEY}",
+                "model": "mistral-test",
+            },
+            {
+                "name": f"document-intelligence-{i}",
+                "kind": "document_intelligence",
+                "endpoint": di.url,
+                "api_key": "${DI_KEY}",
+            },
+            {
+                "name": f"bedrock-{i}",
+                "kind": "bedrock",
+                "region": "us-east-1",
+                "model": "anthropic.claude-test",
+                "endpoint_url": bedrock.url,
+                "access_key_id": "AKIAHOSTILE",
+                "secret_access_key": "${BEDROCK_SECRET}",
+                "session_token": "${BEDROCK_TOKEN}",
+            },
         ]
-    yield targets, env
+    yield targets, env, scanned
     for server in servers:
         server.close()
 
@@ -266,12 +345,12 @@ def fragments(secret: str, size: int = 8) -> set[str]:
 
 
 def test_no_fragment_of_an_echoed_secret_reaches_any_output(
-    hostile: tuple[list[dict[str, Any]], dict[str, str]],
+    hostile: tuple[list[dict[str, Any]], dict[str, str], dict[str, str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    targets, env = hostile
+    targets, env, scanned = hostile
     config = write_targets(tmp_path, targets)
     server_env = {"TESTPOD_CONFIG": str(config), "TESTPOD_AUTH_PASSWORD": PASSWORD, "TESTPOD_SECRET_KEY": SECRET_KEY}
     server = ServerProcess(env={**server_env, **env}, log_path=tmp_path / "server.log")
@@ -301,13 +380,16 @@ def test_no_fragment_of_an_echoed_secret_reaches_any_output(
         outputs[f"cli {fmt}"] = printed.out + printed.err
 
     # the echoes really came back: the causes that quote the server show the redaction, so the scan is not vacuous
-    for kind in ("http", "openai", "azure_blob", "postgres", "cassandra"):
+    echoed = ("http", "openai", "azure_blob", "postgres", "cassandra")
+    for kind in (*echoed, "anthropic", "gemini", "mistral", "document_intelligence", "bedrock"):
         causes = [r["cause"] for r in run["results"] if r["kind"] == kind]
         assert causes and any("***" in cause for cause in causes), (kind, causes)
+    vertex = [r for r in run["results"] if r["kind"] in ("anthropic", "gemini") and int(r["name"][-1]) % 2 == 0]
+    assert {(r["stage"], "***" in r["cause"]) for r in vertex} == {("auth", True)}  # the token endpoint's echo
     assert [r["stage"] for r in run["results"] if r["kind"] == "s3"] == ["permission"] * COPIES  # s3 quotes codes
     assert PASSWORD not in outputs["dashboard"] and "Run all" in outputs["dashboard"]
     for channel, text in outputs.items():
-        for name, secret in env.items():
+        for name, secret in scanned.items():
             found = [piece for piece in fragments(secret) if piece in text]
-            where = text.rfind("\n", 0, text.find(found[0])) + 1 if found else 0
-            assert not found, f"{name} leaked into the {channel}: {text[where : where + 300]!r}"
+            at = text.find(found[0]) if found else 0
+            assert not found, f"{name} leaked into the {channel}: {text[max(at - 200, 0) : at + 100]!r}"

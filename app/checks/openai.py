@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
+from pydantic import Field, FilePath, StringConstraints, model_validator
 
 from app.checks import facts
 from app.checks.ai import (
@@ -23,7 +23,7 @@ from app.checks.ai import (
     message_of,
     resolve_url,
 )
-from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.base import CheckFailed, HeaderSecret, Probe, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
 from app.sanitization import clean_remote_text
 
@@ -40,11 +40,12 @@ MODELS_RESERVE = 1.0  # seconds kept back from the /models lookup to report the 
 
 class OpenaiTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx",)
 
     kind: Literal["openai"]
     provider: Literal["openai", "azure"] = "openai"
     base_url: HttpUrl  # openai: up to /v1 (https://api.openai.com/v1); azure: https://NAME.openai.azure.com
-    api_key: SecretStr
+    api_key: HeaderSecret
     model: ModelName | None = None  # openai
     embedding_model: ModelName | None = None  # openai
     deployment: DeploymentName | None = None  # azure

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import AfterValidator, Field, FilePath, SecretStr, model_validator
 
 from app.checks import facts, proxy_env
-from app.checks.base import CheckFailed, Host, Probe, Stage, Target
+from app.checks.base import CheckFailed, ConfiguredUrl, Host, Probe, Stage, Target
 from app.checks.net import NO_ANSWER, connect, resolve
 from app.checks.tls import (
     CA_BUNDLE_VARIABLE,
@@ -46,8 +46,6 @@ def _proxy_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// proxy URL with a host")
-    if parts.username or parts.password:
-        raise ValueError("must not contain credentials; set username and password")
     return url
 
 
@@ -59,7 +57,7 @@ class ProxyTarget(Target):
     default_timeout: ClassVar[float] = 15.0
 
     kind: Literal["proxy"]
-    url: Annotated[str, AfterValidator(_proxy_url)] | None = None  # default: HTTPS_PROXY of the environment
+    url: Annotated[ConfiguredUrl, AfterValidator(_proxy_url)] | None = None  # default: HTTPS_PROXY of the environment
     username: str | None = None  # default: the user in HTTPS_PROXY
     password: SecretStr | None = None
     destinations: list[Destination] = Field(default_factory=list)  # host:port opened with CONNECT

@@ -57,6 +57,7 @@ def _platform(value: str) -> str:
 
 class RegistryTarget(Target):
     default_timeout: ClassVar[float] = 20.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx",)
 
     kind: Literal["registry"]
     url: HttpUrl  # https://registry.example.com (the API is at /v2/)

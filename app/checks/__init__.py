@@ -19,6 +19,8 @@ from app.checks.http import HttpTarget
 from app.checks.mistral import MistralTarget
 from app.checks.openai import OpenaiTarget
 from app.checks.postgres import PostgresTarget
+from app.checks.proxy import ProxyTarget
+from app.checks.registry import RegistryTarget
 from app.checks.s3 import S3Target
 from app.checks.tcp import TcpTarget
 from app.checks.tls import TlsTarget
@@ -38,6 +40,8 @@ KINDS: tuple[type[Target], ...] = (
     GeminiTarget,
     MistralTarget,
     DocumentIntelligenceTarget,
+    ProxyTarget,
+    RegistryTarget,
 )
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, StringConstraints
 
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CheckFailed, Probe, Scalar, Stage
 from app.checks.http import Answer, exchange
 from app.checks.net import default_port, resolve
@@ -109,6 +109,9 @@ def judge(probe: Probe, call: str, refusal: Refusal, rules: Rules, **names: str)
 
 
 def resolve_url(probe: Probe, url: str) -> None:
+    """Resolve the endpoint's name, unless a proxy goes to it: then the proxy, not the pod, resolves it."""
+    if proxy_env.ProxySettings.from_env().for_url(url):
+        return
     parts = urlsplit(url)
     resolve(probe, parts.hostname or "", default_port(parts.scheme, parts.port))
 

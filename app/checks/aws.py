@@ -11,12 +11,14 @@ import contextlib
 import functools
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import SecretStr, StringConstraints
 
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CheckFailed, Probe, Stage
+from app.checks.tls import trust_file
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -59,6 +61,16 @@ def session(
     return made
 
 
+def route(probe: Probe, made: Session, url: str) -> str:
+    """Send every client of the session to `url` through the proxy the environment calls for (those botocore makes
+    itself, such as STS, included) and record the `proxy` fact; the proxy used ("" when direct)."""
+    from botocore.config import Config
+
+    routed = Config(proxies=proxy_env.botocore_proxies(url))
+    made.set_default_client_config(made.get_default_client_config().merge(routed))
+    return proxy_env.record(probe, url)
+
+
 def credentials(probe: Probe, made: Session, explicit: bool) -> None:
     """Resolve the credentials to sign with (inside an auth step) and record where they came from."""
     try:
@@ -90,15 +102,18 @@ def client(
     region: str,
     endpoint_url: str | None,
     timeout: float,
-    verify: bool | str,
+    ca_file: Path | None,
+    tls_verify: bool = True,
     **config: Any,
 ) -> Iterator[Any]:
     """A client whose every socket gives up after `timeout`, that never retries on its own; closed after use.
 
-    botocore fixes timeouts per client, so each request gets its own with the time then left.
+    botocore fixes timeouts per client, so each request gets its own with the time then left. It trusts ca_file, or
+    else the system store and the CA bundle, unless tls_verify is off; the session's proxy settings (`route`) apply.
     """
     from botocore.config import Config
 
+    verify: bool | str = (trust_file(ca_file) or True) if ca_file or tls_verify else False
     settings = Config(
         connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1, "mode": "standard"}, **config
     )

@@ -29,7 +29,6 @@ import os
 import re
 import ssl
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
@@ -38,10 +37,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CLEAN_UP_GRACE, CheckFailed, ConfiguredUrl, Probe, Stage, Target, find_cause
 from app.checks.net import connect, connect_failure, default_port, resolve
-from app.checks.tls import handshake_step, tls_failure
+from app.checks.tls import handshake_step, tls_failure, trust_file
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -208,7 +207,6 @@ class AzureBlobTarget(Target):
 
     def _client(self, probe: Probe) -> ContainerClient:
         """The container's client, through which every request goes; no request is sent yet."""
-        from azure.storage.blob import ContainerClient
 
         options: dict[str, Any] = {
             "retry_total": 0,
@@ -216,10 +214,19 @@ class AzureBlobTarget(Target):
             "read_timeout": probe.remaining(),
             "max_single_get_size": self.scratch_bytes,  # one GET for the scratch blob; _round_trip bounds its re-reads
         }
-        if self.ca_file is not None:
-            options["connection_verify"] = str(self.ca_file)
+        trusted = trust_file(self.ca_file)  # ca_file, or the system store with the CA bundle
+        if trusted is not None:
+            options["connection_verify"] = trusted
         if self.api_version is not None:
             options["api_version"] = self.api_version
+        # the endpoint (hence its proxy) is known once the client has parsed the credential; building one sends nothing
+        client = self._build(options | proxy_env.azure_args(""))
+        routed = proxy_env.azure_args(client.url)
+        return self._build(options | routed) if "proxies" in routed else client
+
+    def _build(self, options: dict[str, Any]) -> ContainerClient:
+        from azure.storage.blob import ContainerClient
+
         try:
             if self.sas_url is not None and self.container is None:  # by _one_credential: a container SAS URL
                 return ContainerClient.from_container_url(self.sas_url.get_secret_value(), **options)
@@ -246,10 +253,8 @@ class AzureBlobTarget(Target):
         parts = urlsplit(url)
         host, port = parts.hostname or "", default_port(parts.scheme, parts.port)
         probe.facts[facts.ENDPOINT] = f"{parts.scheme}://{parts.netloc}"
-        # the SDK's transport reads the same environment; through a proxy, a direct connection would prove nothing
-        proxy = urllib.request.getproxies().get(parts.scheme)
-        if proxy and not urllib.request.proxy_bypass(host):
-            probe.facts[facts.PROXY] = proxy
+        # through a proxy, a direct connection would prove nothing (and the pod may not resolve the name)
+        if proxy_env.record(probe, url):
             return
         with connect(probe, host, port, resolve(probe, host, port)) as sock:
             if parts.scheme == "https":
@@ -379,8 +384,9 @@ class AzureBlobTarget(Target):
             if ssl_error is not None:
                 return tls_failure(ssl_error, host)
             os_error = find_cause(error, OSError, lambda e: e.errno is not None)
-            proxy = probe.facts.get(facts.PROXY)
+            proxy = proxy_env.ProxySettings.from_env().for_url(endpoint)
             if proxy:
+                proxy = proxy_env.redacted(proxy)
                 reason = os_error.strerror if os_error is not None else type(error).__name__
                 return CheckFailed(
                     Stage.CONNECT,

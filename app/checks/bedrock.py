@@ -136,7 +136,8 @@ class BedrockTarget(Target):
         host, port = endpoint.hostname or "", default_port(endpoint.scheme, endpoint.port)
         probe.facts[facts.ENDPOINT] = f"{endpoint.scheme}://{endpoint.netloc}"
         try:
-            resolve(probe, host, port)
+            if not aws.route(probe, session, endpoint.geturl()):  # else the proxy resolves the name
+                resolve(probe, host, port)
         except CheckFailed as failure:
             if self.endpoint_url is None:  # AWS names its endpoints after the region: a wrong region has none
                 failure.remediation = (
@@ -153,14 +154,13 @@ class BedrockTarget(Target):
             self._embed(probe, session, self.embedding_model)
 
     def _client(self, session: Session, timeout: float) -> contextlib.AbstractContextManager[Any]:
-        verify: bool | str = str(self.ca_file) if self.ca_file else True
         return aws.client(
             session,
             "bedrock-runtime",
             region=self.region,
             endpoint_url=self.endpoint_url,
             timeout=timeout,
-            verify=verify,
+            ca_file=self.ca_file,
         )
 
     def _credentials(self, probe: Probe, session: Session) -> None:

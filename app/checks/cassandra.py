@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
 
+from app.checks import proxy_env
 from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target
 from app.checks.net import NO_ANSWER, connect, connect_failure, resolve
 from app.checks.tls import client_context, handshake_step
@@ -132,6 +133,7 @@ class CassandraTarget(Target):
                 continue
             for unusable in failures:
                 probe.warn(unusable.stage, f"contact point unusable: {unusable.cause}", unusable.remediation)
+            proxy_env.warn_if_proxied(probe, host, self.port)
             return host, sock
         raise failures[0]
 

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr, field_validator
 
 from app import __version__
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CheckFailed, ConfiguredUrl, HeaderSecret, Probe, Stage, Target, elapsed_ms, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect_failure, default_port, resolve, resolver_failure
-from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure
+from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure, with_bundle_verdict
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -104,12 +104,16 @@ class HttpTarget(Target):
 
     def check(self, probe: Probe) -> None:
         url = urlsplit(self.url)
-        resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
+        if not proxy_env.ProxySettings.from_env().for_url(self.url):  # through a proxy, the proxy resolves the name
+            resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
         headers = {name: value.get_secret_value() for name, value in self.headers.items()}
         with open_client(probe, self.ca_file, follow_redirects=self.follow_redirects) as client:
             if self.follow_redirects:
                 client.event_hooks["request"].append(_keep_headers_on_origin(self.url, list(headers)))
-            answer = exchange(probe, client, self.method, self.url, headers=headers)
+            try:
+                answer = exchange(probe, client, self.method, self.url, headers=headers)
+            except CheckFailed as failure:
+                raise self._with_bundle_verdict(probe, failure) from failure.__cause__
         probe.facts.update(
             {
                 "status": answer.status,
@@ -137,6 +141,24 @@ class HttpTarget(Target):
                         "(not a default backend, a maintenance or a login page)?",
                     )
                 probe.note(f"matches {self.expect_body!r}")
+
+    def _with_bundle_verdict(self, probe: Probe, failure: CheckFailed) -> CheckFailed:
+        """A certificate that did not verify: whether the CA bundle would have verified it (for a host reached
+        directly; through a proxy's tunnel a direct handshake would prove nothing)."""
+        import httpx
+
+        error = failure.__cause__
+        if (
+            failure.stage != Stage.TLS
+            or not isinstance(error, httpx.RequestError)
+            or find_cause(error, ssl.SSLCertVerificationError) is None
+        ):
+            return failure
+        url = error.request.url  # the hop that failed, a redirect's target included
+        if proxy_env.ProxySettings.from_env().for_url(str(url)):
+            return failure
+        peer = (url.host, default_port(url.scheme, url.port))
+        return with_bundle_verdict(failure, peer, url.host, self.ca_file, probe.remaining())
 
 
 def _keep_headers_on_origin(url: str, names: list[str]) -> Callable[[httpx.Request], None]:
@@ -185,7 +207,8 @@ class Answer:
 
 
 def open_client(probe: Probe, ca_file: Path | None, *, follow_redirects: bool = False) -> httpx.Client:
-    """An httpx client that trusts the system store (or ca_file), ignores proxy variables and never retries."""
+    """An httpx client that trusts the system store (or ca_file), goes through the proxy the environment names for
+    each URL (proxy_env's NO_PROXY rules, not httpx's) and never retries."""
     import httpx
 
     if ca_file is None:
@@ -194,7 +217,7 @@ def open_client(probe: Probe, ca_file: Path | None, *, follow_redirects: bool = 
         with probe.step("load ca_file", Stage.TLS):
             context = client_context(ca_file)
     return httpx.Client(
-        verify=context,
+        **proxy_env.httpx_args(context),
         timeout=httpx.Timeout(probe.remaining()),
         follow_redirects=follow_redirects,
         trust_env=False,
@@ -216,6 +239,7 @@ def exchange(
     import httpx
 
     request = client.build_request(method, url, headers=headers, json=json, data=form, timeout=probe.remaining())
+    proxy_env.record(probe, str(request.url))
     phases = _Phases(probe, request.url)
     request.extensions["trace"] = phases
     started = time.perf_counter()
@@ -260,6 +284,7 @@ _TIMEOUTS = {
 _STEPS = {
     "connection.connect_tcp.started": ("connect", Stage.CONNECT),
     "connection.start_tls.started": (HANDSHAKE_STEP, Stage.TLS),
+    "proxy.start_tls.started": (HANDSHAKE_STEP, Stage.TLS),  # through a proxy's CONNECT tunnel
     "http11.send_request_headers.started": ("http request", Stage.OPERATION),
 }
 
@@ -272,6 +297,7 @@ class _Phases(ExitStack):
         self.probe = probe
         self.in_step = False
         self.host, self.port = url.host, default_port(url.scheme, url.port)
+        self.destination = f"{self.host}:{self.port}"
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event in _STEPS:
@@ -281,7 +307,7 @@ class _Phases(ExitStack):
         if event == "connection.connect_tcp.started":
             self.host, self.port = info["host"], info["port"]
             self.probe.note(f"{self.host}:{self.port}")
-        elif event == "connection.start_tls.complete":
+        elif event in ("connection.start_tls.complete", "proxy.start_tls.complete"):
             ssl_object = info["return_value"].get_extra_info("ssl_object")
             cipher = ssl_object.cipher()
             self.probe.note(f"{ssl_object.version()}, {cipher[0] if cipher else 'no cipher'}")
@@ -302,11 +328,20 @@ class _Phases(ExitStack):
         if isinstance(error, httpx.TimeoutException):
             cause, remediation = _TIMEOUTS.get(stage, _TIMEOUTS[Stage.OPERATION])
             return CheckFailed(stage, cause.format(where=where), remediation)
+        if isinstance(error, httpx.ProxyError):  # the proxy answered CONNECT with something other than 2xx
+            return proxy_env.refusal(str(error), f"{self.host}:{self.port}", self.destination)
         underlying = ssl_error or os_error
         if stage == Stage.TLS and underlying is not None:
             return tls_failure(underlying, self.host)
         if isinstance(os_error, socket.gaierror):
             return resolver_failure(self.host, os_error)
+        if isinstance(error, httpx.ConnectError) and where != self.destination:  # the connection was to the proxy
+            failure = connect_failure(self.host, int(self.port), os_error)
+            return CheckFailed(
+                Stage.CONNECT,
+                f"the proxy: {failure.cause}",
+                "check HTTPS_PROXY / HTTP_PROXY (the chart's proxy values) and that the pod may reach the proxy",
+            )
         if isinstance(error, httpx.ConnectError):
             return connect_failure(self.host, int(self.port), os_error)
         if isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
@@ -337,7 +372,9 @@ def _unexpected_status(answer: Answer, expected: list[int]) -> CheckFailed:
         )
     if answer.snippet:
         cause += f": {answer.snippet}"
-    if status in (401, 407):
+    if status == 407:
+        return CheckFailed(Stage.AUTH, cause, proxy_env.PROXY_AUTH)
+    if status == 401:
         return CheckFailed(Stage.AUTH, cause, "the server wants credentials or rejects them: check the headers")
     if status == 403:
         return CheckFailed(

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import base64
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, StringConstraints, model_validator
 
 from app.checks import facts
-from app.checks.ai import PROMPT, TEST_IMAGE, VISION_PROMPT, chat_facts, embedding_facts, json_of, message_of
+from app.checks.ai import (
+    PROMPT,
+    TEST_IMAGE,
+    VISION_PROMPT,
+    chat_facts,
+    embedding_facts,
+    json_of,
+    message_of,
+    resolve_url,
+)
 from app.checks.base import CheckFailed, HeaderSecret, Probe, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
-from app.checks.net import default_port, resolve
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -61,8 +68,7 @@ class OpenaiTarget(Target):
         return self
 
     def check(self, probe: Probe) -> None:
-        url = urlsplit(self.base_url)
-        resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
+        resolve_url(probe, self.base_url)
         with open_client(probe, self.ca_file) as client:
             chat = self._call(probe, client, "chat", self.model or self.deployment or "")
             if chat is not None:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
-from app.checks import facts
+from app.checks import facts, proxy_env
 from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target, elapsed_ms
 from app.checks.net import NO_ANSWER, connect, resolve
-from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure
+from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure, with_bundle_verdict
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class PostgresTarget(Target):
 
     def check(self, probe: Probe) -> None:
         probe.facts["sslmode"] = self.sslmode
+        proxy_env.warn_if_proxied(probe, self.host, self.port)
         addresses = resolve(probe, self.host, self.port)
         # libpq's order of attempts: allow tries plaintext first, prefer falls back to plaintext
         attempts = {"disable": [False], "allow": [False, True], "prefer": [True, False]}.get(self.sslmode, [True])
@@ -223,12 +224,15 @@ class PostgresTarget(Target):
             )
         if error.verify_code in _UNTRUSTED:
             trust = f"sslrootcert {self.sslrootcert}" if self.sslrootcert else "the system trust store"
-            return CheckFailed(
+            failure = CheckFailed(
                 Stage.TLS,
                 f"the server's certificate is not signed by a CA in {trust} ({reason})",
                 "set sslrootcert to your provider's CA bundle (e.g. the RDS global bundle, the Azure DigiCert "
                 "root) or to the CA that signed the server's certificate",
             )
+            # without sslrootcert the CA bundle was trusted already: say so (no second connection needed; with
+            # sslrootcert a plain TLS probe of the bundle could not speak PostgreSQL's SSLRequest)
+            return failure if self.sslrootcert else with_bundle_verdict(failure, ("", 0), self.host, None, 0.0)
         return tls_failure(error, self.host)
 
     def _startup(self, probe: Probe, sock: socket.socket) -> Connection:

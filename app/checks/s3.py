@@ -143,11 +143,12 @@ class S3Target(Target):
         session = aws.session(probe, self.access_key_id, self.secret_access_key, self.session_token)
         session.set_config_variable("region", self.region)  # the signing region; see _follow_signing_region
         url = urlsplit(self._request_url(session))
+        proxy = aws.route(probe, session, url.geturl())
         host, port = url.hostname or "", default_port(url.scheme, url.port)
         probe.facts[facts.ENDPOINT] = f"{url.scheme}://{url.netloc}"
         probe.facts["addressing"] = "virtual" if host.startswith(self.bucket + ".") else "path"
         try:
-            addresses = resolve(probe, host, port)
+            addresses = [] if proxy else resolve(probe, host, port)  # the proxy, not the pod, resolves the name
         except CheckFailed as failure:
             if probe.facts["addressing"] == "virtual" and self.endpoint_url:
                 failure.remediation = (
@@ -155,9 +156,10 @@ class S3Target(Target):
                     f"addressing_style: path, as most S3-compatible stores need, or add a wildcard DNS record"
                 )
             raise
-        with connect(probe, host, port, addresses) as sock:
-            if url.scheme == "https":
-                handshake_step(probe, sock, host, ca_file=self.ca_file, verify=self.tls_verify)
+        if not proxy:  # through a proxy, a direct connection would prove nothing
+            with connect(probe, host, port, addresses) as sock:
+                if url.scheme == "https":
+                    handshake_step(probe, sock, host, ca_file=self.ca_file, verify=self.tls_verify)
         self._auth(probe, session)
         self._bucket(probe, session)
         self._round_trip(probe, session)
@@ -179,14 +181,14 @@ class S3Target(Target):
     @contextlib.contextmanager
     def _client(self, session: Session, timeout: float, checksums: str | None = None) -> Iterator[Any]:
         """A client on the probe's clock (see aws.client), signing for the session's region, which it follows."""
-        verify: bool | str = str(self.ca_file) if self.ca_file else self.tls_verify
         with aws.client(
             session,
             "s3",
             region=session.get_config_variable("region"),
             endpoint_url=self.endpoint_url,
             timeout=timeout,
-            verify=verify,
+            ca_file=self.ca_file,
+            tls_verify=self.tls_verify,
             s3={"addressing_style": self.addressing_style},
             request_checksum_calculation=checksums or CHECKSUMS,
         ) as client:

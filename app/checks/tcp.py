@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from app.checks import proxy_env
 from app.checks.base import Host, Port, Probe, Target
 from app.checks.net import connect, resolve
 
@@ -16,5 +17,6 @@ class TcpTarget(Target):
     port: Port
 
     def check(self, probe: Probe) -> None:
+        proxy_env.warn_if_proxied(probe, self.host, self.port)
         addresses = resolve(probe, self.host, self.port)
         connect(probe, self.host, self.port, addresses).close()

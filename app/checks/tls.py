@@ -8,8 +8,10 @@ everywhere; `handshake_step` is the handshake of every kind that shakes hands be
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import ssl
+import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,6 +131,7 @@ class TlsTarget(Target):
                 probe.note(f"{version}, {cipher[0] if cipher else 'no cipher'}")
         probe.facts.update({facts.TLS_VERSION: version, facts.TLS_CIPHER: cipher[0] if cipher else ""})
         probe.facts.update(certificate_facts(der))
+        probe.facts[TRUSTED_BY] = trusted_by(peer, name, self.ca_file, probe.remaining())
 
         with probe.step("certificate expiry", Stage.TLS):
             not_after = datetime.fromisoformat(str(probe.facts[facts.NOT_AFTER]))
@@ -146,6 +149,7 @@ class TlsTarget(Target):
         failure = tls_failure(error, name, self.min_version)
         if not isinstance(error, ssl.SSLCertVerificationError):
             return failure
+        failure = with_bundle_verdict(failure, peer, name, self.ca_file, probe.remaining())
         leaf = _unverified_leaf(probe, peer, name)
         if not leaf:
             return failure
@@ -154,25 +158,80 @@ class TlsTarget(Target):
         return _with_evidence(failure, error.verify_code, certificate)
 
 
+TRUSTED_BY = "trusted_by"  # the trust a verified certificate needed: ca_file, ca bundle or system store
+CA_BUNDLE_VARIABLE = "TESTPOD_CA_BUNDLE"  # PEM file of private CAs trusted by every kind besides the system store
+
+
+def ca_bundle() -> Path | None:
+    """The private CA bundle (TESTPOD_CA_BUNDLE), when one is configured."""
+    value = os.environ.get(CA_BUNDLE_VARIABLE, "").strip()
+    return Path(value) if value else None
+
+
 def client_context(
     ca_file: Path | None = None,
     min_version: TlsVersion = "TLSv1.2",
     *,
     verify: bool = True,
     check_hostname: bool = True,
+    bundle: bool = True,
 ) -> ssl.SSLContext:
-    """What a careful client uses: the system trust store (or ca_file), hostname checks, min_version or newer.
+    """What a careful client uses: the system trust store plus the CA bundle (or ca_file alone), hostname checks,
+    min_version or newer.
 
-    `verify=False` gives a context that accepts any certificate, for explicit opt-outs and for fetching a bad
-    certificate to describe it; `check_hostname=False` verifies the chain but not the name (PostgreSQL's
-    verify-ca). Contexts are shared between checks (loading a trust store costs ~25 ms of CPU while holding
-    the GIL): treat the result as read-only.
+    A target's ca_file wins over the system store and the bundle; `bundle=False` leaves the bundle out (to tell
+    whether a chain verifies only because of it). `verify=False` gives a context that accepts any certificate, for
+    explicit opt-outs and for fetching a bad certificate to describe it; `check_hostname=False` verifies the chain
+    but not the name (PostgreSQL's verify-ca). Contexts are shared between checks (loading a trust store costs
+    ~25 ms of CPU while holding the GIL): treat the result as read-only.
     """
     if not verify:
         return _unverified_context()
-    mtime = ca_file.stat().st_mtime if ca_file is not None and ca_file.exists() else None
+    extra = ca_bundle() if bundle and ca_file is None else None
     with _CONTEXT_LOCK:  # fifty checks starting together would otherwise all load the same store at once
-        return _verified_context(str(ca_file) if ca_file else None, mtime, min_version, check_hostname)
+        return _verified_context(_stamp(ca_file), _stamp(extra), min_version, check_hostname)
+
+
+def _stamp(path: Path | None) -> tuple[str, float] | None:
+    """A file with its modification time, so a rotated bundle is read again."""
+    if path is None:
+        return None
+    return str(path), path.stat().st_mtime if path.exists() else 0.0
+
+
+def trust_file(ca_file: Path | None) -> str | None:
+    """A PEM file holding what client_context trusts, for libraries that take a path (botocore, requests).
+
+    ca_file itself; else the system store and the CA bundle in one file; None when there is no bundle (the
+    library's own default store).
+    """
+    if ca_file is not None:
+        return str(ca_file)
+    extra = ca_bundle()
+    if extra is None:
+        return None
+    with _CONTEXT_LOCK:
+        return _combined_file(_stamp(extra))
+
+
+@functools.lru_cache(maxsize=4)
+def _combined_file(extra: tuple[str, float] | None) -> str:
+    assert extra is not None
+    _verified_context(None, extra, "TLSv1.2", True)  # the bundle is valid PEM, or this fails as the contexts do
+    system = ssl.get_default_verify_paths().cafile or certifi_where()
+    parts = [Path(system).read_bytes() if system and Path(system).exists() else b"", Path(extra[0]).read_bytes()]
+    handle, name = tempfile.mkstemp(prefix="ca-bundle-", suffix=".pem")
+    with os.fdopen(handle, "wb") as out:
+        out.write(b"\n".join(parts))
+    return name
+
+
+def certifi_where() -> str:
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi comes with the SDKs
+        return ""
+    return str(certifi.where())
 
 
 _CONTEXT_LOCK = threading.Lock()
@@ -188,20 +247,75 @@ def _unverified_context() -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=32)
 def _verified_context(
-    ca_file: str | None, _mtime: float | None, min_version: TlsVersion, check_hostname: bool
+    ca_file: tuple[str, float] | None,
+    extra: tuple[str, float] | None,
+    min_version: TlsVersion,
+    check_hostname: bool,
 ) -> ssl.SSLContext:
-    """Keyed by the CA file's modification time as well, so a rotated bundle is read again."""
     try:
-        context = ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context(cafile=ca_file[0] if ca_file else None)
     except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
         raise CheckFailed(
             Stage.TLS,
-            f"ca_file {ca_file} holds no usable PEM certificate ({type(error).__name__})",
+            f"ca_file {ca_file[0] if ca_file else ''} holds no usable PEM certificate ({type(error).__name__})",
             "mount the CA bundle in PEM format (-----BEGIN CERTIFICATE-----) at that path",
         ) from error
+    if extra is not None:
+        try:
+            context.load_verify_locations(cafile=extra[0])
+        except (OSError, ValueError) as error:
+            raise CheckFailed(
+                Stage.TLS,
+                f"the CA bundle {extra[0]} ({CA_BUNDLE_VARIABLE}) holds no usable PEM certificate "
+                f"({type(error).__name__})",
+                "check the chart's caBundle: the ConfigMap or Secret key must hold PEM certificates",
+            ) from error
     context.minimum_version = ssl.TLSVersion[min_version.replace(".", "_")]
     context.check_hostname = check_hostname  # the chain is still verified (verify_mode stays CERT_REQUIRED)
     return context
+
+
+def bundle_verdict(peer: tuple[str, int], name: str, ca_file: Path | None, timeout: float = 5.0) -> str:
+    """After a verification failure: whether the chain would verify with the CA bundle, which ca_file replaces,
+    or does not verify with it either. "" when no bundle is configured."""
+    extra = ca_bundle()
+    if extra is None:
+        return ""
+    if ca_file is None:
+        return f"it does not verify with the CA bundle ({CA_BUNDLE_VARIABLE}) either"
+    if _verifies(peer, name, client_context(ca_file=None), timeout):
+        return (
+            f"it would verify with the CA bundle ({CA_BUNDLE_VARIABLE}), which this target's ca_file replaces: "
+            "remove ca_file or add that CA to it"
+        )
+    return f"it does not verify with the CA bundle ({CA_BUNDLE_VARIABLE}) either"
+
+
+def with_bundle_verdict(
+    failure: CheckFailed, peer: tuple[str, int], name: str, ca_file: Path | None, timeout: float
+) -> CheckFailed:
+    verdict = bundle_verdict(peer, name, ca_file, timeout)
+    return CheckFailed(failure.stage, f"{failure.cause}; {verdict}", failure.remediation) if verdict else failure
+
+
+def trusted_by(peer: tuple[str, int], name: str, ca_file: Path | None, timeout: float) -> str:
+    """Which trust a verified chain needed: ca_file, the CA bundle (the platform must trust it too), the system."""
+    if ca_file is not None:
+        return "ca_file"
+    return "ca bundle" if trusted_only_by_bundle(peer, name, timeout) else "system store"
+
+
+def trusted_only_by_bundle(peer: tuple[str, int], name: str, timeout: float = 5.0) -> bool:
+    """Whether a chain that verified needs the CA bundle: it does not verify with the system store alone."""
+    return ca_bundle() is not None and not _verifies(peer, name, client_context(bundle=False), timeout)
+
+
+def _verifies(peer: tuple[str, int], name: str, context: ssl.SSLContext, timeout: float) -> bool:
+    try:
+        with socket.create_connection(peer, timeout=timeout) as raw, context.wrap_socket(raw, server_hostname=name):
+            return True
+    except OSError:
+        return False
 
 
 def handshake_step(
@@ -223,11 +337,15 @@ def handshake_step(
     with probe.step(HANDSHAKE_STEP, Stage.TLS):
         context = client_context(ca_file, verify=verify)
         sock.settimeout(probe.remaining())
+        peer = sock.getpeername()[:2]
         try:
             with context.wrap_socket(sock, server_hostname=name) as tls:
                 version, cipher = tls.version() or "", (tls.cipher() or ("",))[0]
         except OSError as error:
-            raise tls_failure(error, name) from None
+            failure = tls_failure(error, name)
+            if isinstance(error, ssl.SSLCertVerificationError):
+                failure = with_bundle_verdict(failure, peer, name, ca_file, probe.remaining())
+            raise failure from None
         probe.note(f"{version}, {cipher}, " + (f"verified as {name}" if verify else "NOT verified (tls_verify: false)"))
     probe.facts[facts.TLS_VERSION] = version
     probe.facts[facts.TLS_CIPHER] = cipher

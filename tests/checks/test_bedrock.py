@@ -160,6 +160,13 @@ def test_https_with_a_private_ca(certs: Certificates) -> None:
     assert "unable to get local issuer certificate" in untrusted.cause
 
 
+def test_https_trusts_the_ca_bundle(certs: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
+    with BedrockServer(certs.leaf("bedrock")) as secure:
+        result = run_check(target(secure.url))
+    assert result.status == Status.PASSED, result.cause
+
+
 def test_no_credentials_at_all_fails_at_auth_before_any_request(server: BedrockServer) -> None:
     result = run_check(target(server.url, keys=False))
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)

@@ -525,6 +525,41 @@ def test_notes_tell_how_to_open_sign_in_and_test(tmp_path: Path) -> None:
     assert "get secret airia-test-pod-auth" in existing
 
 
+def test_proxy_ca_bundle_and_registry_credentials_reach_both_pods() -> None:
+    rendered = objects(render(VALUES["full-values"]))
+    server = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    check = hook(rendered, "test")["spec"]
+    for spec in (server, check):
+        main = container(spec)
+        env = {e["name"]: e.get("value") for e in main["env"]}
+        assert env["HTTPS_PROXY"] == env["https_proxy"] == "http://proxy.example.com:3128"
+        assert env["NO_PROXY"] == env["no_proxy"] == ".svc,.cluster.local,10.0.0.0/8"
+        assert env["TESTPOD_CA_BUNDLE"] == "/etc/airia-test-pod/ca/ca-bundle.pem"
+        mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
+        assert mounts["ca-bundle"] == "/etc/airia-test-pod/ca"
+        assert mounts["registry-credentials"] == "/etc/airia-test-pod/registry"
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["ca-bundle"]["configMap"] == {
+            "name": "corporate-ca",
+            "items": [{"key": "ca-bundle.crt", "path": "ca-bundle.pem"}],
+        }
+        assert volumes["registry-credentials"]["secret"]["secretName"] == "registry-pull"
+
+
+def test_proxy_urls_with_credentials_come_from_a_secret() -> None:
+    deployment = one(template(sets=("proxy.existingSecret=egress-proxy", "caBundle.secret=corp-ca")), "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in container(spec)["env"]}
+    assert env["HTTPS_PROXY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "egress-proxy",
+        "key": "HTTPS_PROXY",
+        "optional": True,
+    }
+    assert env["http_proxy"]["valueFrom"]["secretKeyRef"]["key"] == "HTTP_PROXY"
+    assert {v["name"]: v for v in spec["volumes"]}["ca-bundle"]["secret"]["secretName"] == "corp-ca"
+    assert "caBundle" in render_error(sets=("caBundle.secret=a", "caBundle.configMap=b"))  # one source, not two
+
+
 def test_the_app_validates_the_targets_before_anything_is_installed_or_replaced() -> None:
     rendered = objects(render(VALUES["full-values"]))
     config = hook(rendered, "pre-install", "ConfigMap")

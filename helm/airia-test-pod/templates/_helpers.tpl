@@ -202,3 +202,79 @@ fsGroup: {{ .Values.securityContext.runAsGroup }}
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* Egress of a locked-down cluster, for both pods: the proxy variables (from values or a Secret holding URLs
+with credentials) and the private CA bundle's path. */}}
+{{- define "airia-test-pod.egressEnv" -}}
+{{- $proxy := .Values.proxy }}
+{{- range $name, $key := dict "HTTPS_PROXY" "httpsProxy" "HTTP_PROXY" "httpProxy" }}
+{{- if $proxy.existingSecret }}
+{{- range $variable := list $name (lower $name) }}
+- name: {{ $variable }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $proxy.existingSecret }}
+      key: {{ $name }}
+      optional: true
+{{- end }}
+{{- else if (get $proxy $key) }}
+{{- range $variable := list $name (lower $name) }}
+- name: {{ $variable }}
+  value: {{ get $proxy $key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $proxy.noProxy }}
+- name: NO_PROXY
+  value: {{ . | quote }}
+- name: no_proxy
+  value: {{ . | quote }}
+{{- end }}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}
+- name: TESTPOD_CA_BUNDLE
+  value: /etc/airia-test-pod/ca/ca-bundle.pem
+{{- end }}
+{{- end }}
+
+{{/* Mounts of the CA bundle and the registry credentials (a dockerconfigjson Secret), for both pods. */}}
+{{- define "airia-test-pod.egressVolumeMounts" -}}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}
+- name: ca-bundle
+  mountPath: /etc/airia-test-pod/ca
+  readOnly: true
+{{- end }}
+{{- if .Values.registryCredentials.secret }}
+- name: registry-credentials
+  mountPath: /etc/airia-test-pod/registry
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "airia-test-pod.egressVolumes" -}}
+{{- with .Values.caBundle }}
+{{- if .secret }}
+- name: ca-bundle
+  secret:
+    secretName: {{ .secret }}
+    items:
+      - key: {{ .key | quote }}
+        path: ca-bundle.pem
+{{- else if .configMap }}
+- name: ca-bundle
+  configMap:
+    name: {{ .configMap }}
+    items:
+      - key: {{ .key | quote }}
+        path: ca-bundle.pem
+{{- end }}
+{{- end }}
+{{- with .Values.registryCredentials.secret }}
+- name: registry-credentials
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: .dockerconfigjson
+        path: .dockerconfigjson
+{{- end }}
+{{- end }}

@@ -1,0 +1,302 @@
+"""proxy: the HTTP(S) egress proxy works the way the platform will use it.
+
+It accepts connections and the credentials (407 named); a CONNECT tunnel to each destination opens, or fails with
+the proxy's own answer; TLS through the tunnel is either the destination's own or replaced by the proxy's
+inspection CA (named, with the CA the platform must then trust); and NO_PROXY (of this pod, which the chart gives
+the platform's pods too) sends the cluster's own traffic around the proxy: the service domain, the API server,
+the pod and service ranges.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import socket
+import ssl
+from typing import Annotated, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AfterValidator, Field, FilePath, SecretStr, model_validator
+
+from app.checks import facts, proxy_env
+from app.checks.base import CheckFailed, ConfiguredUrl, Host, Probe, Stage, Target
+from app.checks.net import NO_ANSWER, connect, resolve
+from app.checks.tls import (
+    CA_BUNDLE_VARIABLE,
+    HANDSHAKE_STEP,
+    ca_bundle,
+    certificate_facts,
+    client_context,
+    tls_failure,
+)
+from app.sanitization import clean_remote_text
+
+MAX_HEADER = 16_384  # bytes of a CONNECT answer read before giving up on it
+
+
+def _destination(value: str) -> str:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or "/" in value:
+        raise ValueError("must be host:port (e.g. api.openai.com:443)")
+    return value
+
+
+def _proxy_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// proxy URL with a host")
+    return url
+
+
+Destination = Annotated[str, AfterValidator(_destination)]
+Network = Annotated[str, AfterValidator(lambda v: str(ipaddress.ip_network(v, strict=False)))]
+
+
+class ProxyTarget(Target):
+    default_timeout: ClassVar[float] = 15.0
+
+    kind: Literal["proxy"]
+    url: Annotated[ConfiguredUrl, AfterValidator(_proxy_url)] | None = None  # default: HTTPS_PROXY of the environment
+    username: str | None = None  # default: the user in HTTPS_PROXY
+    password: SecretStr | None = None
+    destinations: list[Destination] = Field(default_factory=list)  # host:port opened with CONNECT
+    tls: bool = True  # shake hands with each destination through its tunnel
+    ca_file: FilePath | None = None  # trust for the destinations, instead of the system store and CA bundle
+    # what NO_PROXY must send around the proxy
+    service_domain: Host | None = "cluster.local"
+    api_server: Destination | None = None  # default: KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT
+    pod_cidr: Network | None = None
+    service_cidr: Network | None = None
+
+    @model_validator(mode="after")
+    def _password_with_user(self) -> ProxyTarget:
+        if self.password is not None and not self.username:
+            raise ValueError("password needs username")
+        return self
+
+    def check(self, probe: Probe) -> None:
+        url, credentials = self._proxy()
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        probe.facts[facts.PROXY] = proxy_env.redacted(url)
+        addresses = resolve(probe, host, port)
+        connect(probe, host, port, addresses).close()
+        for destination in self.destinations:
+            self._tunnel(probe, (host, port, parts.scheme == "https"), credentials, destination)
+        self._no_proxy(probe)
+
+    def secrets(self) -> list[str]:
+        """The password field, and the credentials of HTTPS_PROXY / HTTP_PROXY (also as a Basic token)."""
+        settings = proxy_env.ProxySettings.from_env()
+        found = [unquote(urlsplit(url).password or "") for url in (settings.https, settings.http)]
+        tokens = [
+            self._credentials(url).removeprefix("Basic ")
+            for url in (self.url or settings.https or settings.http,)
+            if url
+        ]
+        return [*super().secrets(), *(value for value in found + tokens if value)]
+
+    def _proxy(self) -> tuple[str, str]:
+        """The proxy URL (without credentials) and the Proxy-Authorization value ("" without credentials)."""
+        settings = proxy_env.ProxySettings.from_env()
+        raw = self.url or settings.https or settings.http
+        if not raw:
+            raise CheckFailed(
+                Stage.CONNECT,
+                "no proxy to check: url is not set and HTTPS_PROXY / HTTP_PROXY are not in the environment",
+                "set the chart's proxy.httpsProxy (it gives the pods HTTPS_PROXY), or this target's url",
+            )
+        return proxy_env.redacted(raw), self._credentials(raw)
+
+    def _credentials(self, raw: str) -> str:
+        """The Proxy-Authorization value: the fields, else the user and password in the proxy URL; "" if none."""
+        parts = urlsplit(raw)
+        user = self.username or unquote(parts.username or "")
+        password = self.password.get_secret_value() if self.password else unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode() if user else ""
+        return f"Basic {token}" if token else ""
+
+    # --- one tunnel --------------------------------------------------------------------------------------------
+
+    def _tunnel(self, probe: Probe, proxy: tuple[str, int, bool], credentials: str, destination: str) -> None:
+        with probe.step(f"CONNECT {destination}", Stage.CONNECT):
+            sock = _open_tunnel(probe, proxy, credentials, destination)
+            probe.note("tunnel open")
+        with sock:
+            if self.tls:
+                self._handshake(probe, sock, proxy, credentials, destination)
+
+    def _handshake(
+        self, probe: Probe, sock: socket.socket, proxy: tuple[str, int, bool], credentials: str, destination: str
+    ) -> None:
+        name = destination.rpartition(":")[0].strip("[]")
+        with probe.step(f"{HANDSHAKE_STEP} {destination}", Stage.TLS):
+            sock.settimeout(probe.remaining())
+            try:
+                with client_context(self.ca_file).wrap_socket(sock, server_hostname=name) as tls:
+                    der = tls.getpeercert(binary_form=True) or b""
+            except OSError as error:
+                if not isinstance(error, ssl.SSLCertVerificationError):
+                    raise tls_failure(error, name) from None
+                raise self._replaced(probe, proxy, credentials, destination, error) from None
+            issuer = str(certificate_facts(der)[facts.ISSUER])
+            if self.ca_file is None and _needs_bundle(probe, proxy, credentials, destination):
+                probe.facts[f"intercepted_{name}"] = issuer
+                probe.note(f"intercepted: issued by {issuer}, trusted through the CA bundle")
+            else:
+                probe.note(f"issued by {issuer}")
+
+    def _replaced(
+        self,
+        probe: Probe,
+        proxy: tuple[str, int, bool],
+        credentials: str,
+        destination: str,
+        error: ssl.SSLCertVerificationError,
+    ) -> CheckFailed:
+        """A certificate that does not verify through the proxy: name its issuer, the likely inspection CA."""
+        name = destination.rpartition(":")[0].strip("[]")
+        failure = tls_failure(error, name)
+        try:
+            with (
+                _open_tunnel(probe, proxy, credentials, destination) as again,
+                client_context(verify=False).wrap_socket(again, server_hostname=name) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True) or b""
+        except (OSError, CheckFailed):
+            return failure
+        issuer = str(certificate_facts(der)[facts.ISSUER])
+        probe.facts[f"intercepted_{name}"] = issuer
+        return CheckFailed(
+            Stage.TLS,
+            f"TLS to {destination} through the proxy does not verify ({failure.cause}): the certificate is issued "
+            f"by {issuer}, likely the proxy's TLS inspection",
+            f"if {issuer} is the proxy's inspection CA, the platform must trust its root: put it in the chart's "
+            f"caBundle ({CA_BUNDLE_VARIABLE}); otherwise exempt {name} from inspection on the proxy",
+        )
+
+    # --- NO_PROXY ----------------------------------------------------------------------------------------------
+
+    def _no_proxy(self, probe: Probe) -> None:
+        settings = proxy_env.ProxySettings.from_env()
+        if not settings.any:  # only this target knows the proxy: NO_PROXY means nothing to the pods yet
+            probe.warn(
+                Stage.OPERATION,
+                "HTTPS_PROXY / HTTP_PROXY are not set in this pod: the other checks, like the platform's pods "
+                "without them, go directly",
+                "set the chart's proxy.httpsProxy, proxy.httpProxy and proxy.noProxy so every check goes the way "
+                "the platform will",
+            )
+            return
+        probe.facts["no_proxy"] = ", ".join(settings.no_proxy)
+        with probe.step("NO_PROXY", Stage.OPERATION):
+            missing = [label for label, covered in self._must_bypass(settings) if not covered]
+            if missing:
+                raise CheckFailed(
+                    Stage.OPERATION,
+                    f"NO_PROXY does not exclude {', '.join(missing)}: the platform's in-cluster traffic would go "
+                    "to the proxy",
+                    "add them to the chart's proxy.noProxy (it sets NO_PROXY for the pods), e.g. "
+                    ".cluster.local,.svc,<API server address>,<pod CIDR>,<service CIDR>",
+                )
+            probe.note("covers the service domain, the API server and the ranges given")
+
+    def _must_bypass(self, settings: proxy_env.ProxySettings) -> list[tuple[str, bool]]:
+        checks: list[tuple[str, bool]] = []
+        if self.service_domain:
+            sample = f"kubernetes.default.svc.{self.service_domain}"
+            checks.append((f"the service domain {self.service_domain}", settings.excludes(sample, 443)))
+        api_server = self.api_server or _in_cluster_api_server()
+        if api_server:
+            host, _, port = api_server.rpartition(":")
+            checks.append((f"the API server {api_server}", settings.excludes(host.strip("[]"), int(port))))
+        for label, cidr in (("pod range", self.pod_cidr), ("service range", self.service_cidr)):
+            if cidr:
+                network = ipaddress.ip_network(cidr)
+                ends = (str(network[0]), str(network[-1]))
+                checks.append((f"the {label} {cidr}", all(settings.excludes(address) for address in ends)))
+        return checks
+
+
+def _in_cluster_api_server() -> str:
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        return ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _needs_bundle(probe: Probe, proxy: tuple[str, int, bool], credentials: str, destination: str) -> bool:
+    """Whether the chain verified only thanks to the CA bundle (a replaced certificate the platform must trust)."""
+    if ca_bundle() is None:
+        return False
+    name = destination.rpartition(":")[0].strip("[]")
+    try:
+        with (
+            _open_tunnel(probe, proxy, credentials, destination) as again,
+            client_context(bundle=False).wrap_socket(again, server_hostname=name),
+        ):
+            return False
+    except ssl.SSLCertVerificationError:
+        return True
+    except (OSError, CheckFailed):
+        return False
+
+
+def _open_tunnel(probe: Probe, proxy: tuple[str, int, bool], credentials: str, destination: str) -> socket.socket:
+    """A socket through which bytes reach destination; the proxy's refusal is a CheckFailed with its answer."""
+    host, port, over_tls = proxy
+    try:
+        sock = socket.create_connection((host, port), timeout=probe.remaining())
+    except OSError as error:
+        raise CheckFailed(
+            Stage.CONNECT,
+            f"cannot connect to the proxy {host}:{port}: {error.strerror or type(error).__name__}",
+            "check the proxy URL (HTTPS_PROXY) and that the pod may reach the proxy",
+        ) from None
+    try:
+        if over_tls:
+            sock = client_context().wrap_socket(sock, server_hostname=host)
+        request = f"CONNECT {destination} HTTP/1.1\r\nHost: {destination}\r\n"
+        if credentials:
+            request += f"Proxy-Authorization: {credentials}\r\n"
+        sock.sendall((request + "\r\n").encode())
+        status = _read_status(sock, f"{host}:{port}")
+    except TimeoutError:
+        sock.close()
+        raise CheckFailed(
+            Stage.CONNECT,
+            f"the proxy {host}:{port} did not answer CONNECT {destination} in time",
+            NO_ANSWER[Stage.OPERATION],
+        ) from None
+    except OSError as error:
+        sock.close()
+        raise CheckFailed(
+            Stage.CONNECT,
+            f"the proxy {host}:{port} broke off CONNECT {destination} ({type(error).__name__})",
+            "check that this is an HTTP proxy port (and http:// vs https:// in its URL), and the proxy's log",
+        ) from None
+    if not status.startswith("2"):
+        sock.close()
+        raise proxy_env.refusal(status, f"{host}:{port}", destination)
+    return sock
+
+
+def _read_status(sock: socket.socket, proxy: str) -> str:
+    """The status of the proxy's answer ("200 Connection established"), read up to the end of its headers."""
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < MAX_HEADER:
+        chunk = sock.recv(MAX_HEADER - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+    first = answer.split(b"\r\n", 1)[0].decode("latin-1")
+    version, _, status = first.partition(" ")
+    if not version.startswith("HTTP/") or not status[:3].isdigit():
+        raise CheckFailed(
+            Stage.CONNECT,
+            f"{proxy} does not answer like an HTTP proxy: {clean_remote_text(first, 80) or '(nothing)'}",
+            "check the proxy's host and port (and http:// vs https:// in its URL)",
+        )
+    return clean_remote_text(status, 120)

@@ -6,10 +6,13 @@ the log and to the dashboard, and no run can start until the file is fixed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -20,9 +23,13 @@ from app.auth import Authenticator
 from app.checks.base import Target
 from app.config import ConfigError, Settings, load_targets
 from app.health import PodHealth
+from app.history import History
 from app.metrics import Metrics
 from app.runner import Runner
-from app.web import api, errors, pages, status
+from app.schedule import Schedule
+from app.store import Store
+from app.tokens import GateTokens
+from app.web import api, errors, gate, pages, status
 from app.web.middleware import BodyLimit, CatchAll, SecurityHeaders
 from app.web.pod import Pod
 
@@ -34,8 +41,20 @@ def create_app(settings: Settings) -> FastAPI:
     targets, config_error = _load(settings.config)
     runner = Runner(targets, strict=settings.strict)
     health = PodHealth(config_error=config_error)
+    store = Store(settings.data_dir / "history.sqlite3") if settings.data_dir is not None else None
+    history = History(
+        max_runs=settings.history_runs,
+        max_age=timedelta(days=settings.history_days),
+        flap_changes=settings.flap_changes,
+        flap_window=timedelta(minutes=settings.flap_window_minutes),
+        store=store,
+        targets=[t.name for t in targets],
+    )
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
-    pod = Pod(runner, health, metrics)
+    pod = Pod(runner, health, metrics, history, GateTokens(store))
+    metrics.follow(history, lambda: pod.schedule.next_at if pod.schedule else None)
+    if settings.schedule_seconds is not None and targets:
+        pod.schedule = Schedule(settings.schedule_seconds, pod.start_run, jitter=settings.schedule_jitter)
     authenticator, generated_password = Authenticator.from_settings(settings)
     if generated_password is not None:
         _announce(settings.auth_username, generated_password)
@@ -47,8 +66,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_on_start:
             pod.start_run()  # so the dashboard has a verdict when someone first opens it
+        scheduled = asyncio.create_task(pod.schedule.loop()) if pod.schedule is not None else None
         health.started = True
         yield
+        if scheduled is not None:
+            scheduled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduled
+        if store is not None:
+            store.close()
 
     app = FastAPI(
         title="airia-test-pod",
@@ -70,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.include_router(status.router)
     app.include_router(api.router)
+    app.include_router(gate.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app

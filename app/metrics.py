@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +28,9 @@ from prometheus_client.registry import Collector
 from app import __version__
 from app.checks.base import Scalar, Status
 from app.results import Result, Run, Verdict
+
+if TYPE_CHECKING:
+    from app.history import History
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Certificate facts, exported for any kind that reports them: the expiry instant (ISO 8601, so the gauge stays
@@ -69,6 +73,10 @@ class Metrics:
         for result in run.results:
             self.latest[result.name] = result
 
+    def follow(self, history: History, next_run: Callable[[], float | None]) -> None:
+        """Export the history's per-target memory and the schedule's next run."""
+        self.registry.register(_HistoryCollector(history, next_run))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -106,6 +114,32 @@ class _TargetCollector(Collector):
                 expiry.add_metric(names, days)
         yield from (status, duration, required, checked, expiry)
         yield GaugeMetricFamily("testpod_run_in_progress", "1 while a run is in flight.", value=float(self.running()))
+
+
+class _HistoryCollector(Collector):
+    def __init__(self, history: History, next_run: Callable[[], float | None]) -> None:
+        self.history = history
+        self.next_run = next_run
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["target", "kind"]
+        changed = GaugeMetricFamily(
+            "testpod_target_last_change_timestamp_seconds", "When the target's status last changed.", labels=labels
+        )
+        flapping = GaugeMetricFamily(
+            "testpod_target_flapping", "1 if the target's status changed often within the flap window.", labels=labels
+        )
+        now = datetime.now(UTC)
+        for name, state in list(self.history.states.items()):
+            names = [name, state.result.kind]
+            changed.add_metric(names, state.changed_at.timestamp())
+            flapping.add_metric(names, float(self.history.flapping(name, now)))
+        yield from (changed, flapping)
+        next_at = self.next_run()
+        if next_at is not None:
+            yield GaugeMetricFamily(
+                "testpod_next_run_timestamp_seconds", "When the next scheduled run starts.", value=next_at
+            )
 
 
 def _days_to_expiry(facts: dict[str, Scalar], now: datetime) -> float | None:

@@ -11,9 +11,12 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from app.health import PodHealth
+from app.history import History
 from app.metrics import Metrics
 from app.results import Run
 from app.runner import Runner
+from app.schedule import Schedule
+from app.tokens import GateTokens
 
 log = logging.getLogger("app.runs")
 
@@ -23,6 +26,9 @@ class Pod:
     runner: Runner
     health: PodHealth
     metrics: Metrics
+    history: History = field(default_factory=History)
+    gate_tokens: GateTokens = field(default_factory=GateTokens)
+    schedule: Schedule | None = None
     _observed: asyncio.Task[Run] | None = field(default=None, repr=False)
 
     def start_run(self, names: Sequence[str] | None = None) -> asyncio.Task[Run]:
@@ -41,6 +47,7 @@ class Pod:
             log.error("run crashed: %s: %s", type(error).__name__, error)
             return
         run = task.result()
+        self.history.record(run)
         self.metrics.observe(run)
         counts = run.counts
         log.info(

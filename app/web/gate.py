@@ -1,0 +1,187 @@
+"""The readiness gate: one GET that answers 200 when the targets are ready and 503 when not, for curl, CI jobs
+and GitOps hooks; and the admin's routes that create, list and revoke the gate tokens it accepts.
+
+The gate reads each target's latest result from the history, so a run of one target never hides the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel
+
+from app.auth import AuthenticatorDep, CurrentUser, current_user
+from app.checks.base import Stage, Status
+from app.history import TargetState, verdict_of
+from app.results import Verdict
+from app.tokens import PREFIX, GateToken, TokenName, TooManyTokens
+from app.web.errors import problems
+from app.web.pod import Pod, PodDep
+
+router = APIRouter(prefix="/api", tags=["gate"])
+_bearer = OAuth2PasswordBearer(tokenUrl="api/token", auto_error=False)
+
+
+async def gate_reader(
+    request: Request,
+    pod: PodDep,
+    authenticator: AuthenticatorDep,
+    bearer: Annotated[str | None, Depends(_bearer)],
+) -> str:
+    """Who reads the gate: a gate token's name, or the logged-in admin (Bearer token or session)."""
+    if bearer is not None and bearer.startswith(PREFIX):
+        token = pod.gate_tokens.verify(bearer)
+        if token is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "the gate token is unknown or was revoked; the admin creates one with POST /api/gate-tokens",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return f"gate token {token.name}"
+    return (await current_user(request, authenticator, bearer)).name
+
+
+GateReader = Annotated[str, Depends(gate_reader)]
+
+
+class Failing(BaseModel):
+    name: str
+    kind: str
+    status: Status
+    stage: Stage | None
+    cause: str
+
+
+class GateAnswer(BaseModel):
+    ready: bool
+    verdict: Verdict | None  # of the results the gate looked at; None when a target was never checked
+    stale: bool
+    reason: str
+    checked_at: datetime | None  # the oldest of those results
+    age_seconds: float | None
+    strict: bool
+    targets: list[str]
+    failing: list[Failing]  # required targets that block readiness, with where and why
+
+
+@router.get("/readiness-gate", response_model=GateAnswer, responses={503: {"model": GateAnswer}, **problems(401, 404)})
+async def readiness_gate(
+    pod: PodDep,
+    reader: GateReader,
+    *,
+    target: Annotated[list[str] | None, Query(max_length=100, description="only these targets (repeatable)")] = None,
+    max_age: Annotated[float, Query(gt=0, le=7 * 24 * 3600, description="seconds a result stays fresh")] = 300,
+    wait: Annotated[
+        float, Query(ge=0, le=300, description="seconds to wait for a new run when results are stale; 0: answer now")
+    ] = 0,
+    strict: Annotated[bool | None, Query(description="warnings block too; default: the pod's setting")] = None,
+) -> JSONResponse:
+    """200 when every (chosen) required target last passed within `max_age` seconds, else 503 saying why."""
+    if pod.health.config_error is not None:
+        raise HTTPException(503, "the targets file is invalid, so nothing can run; see the dashboard")
+    if not pod.runner.targets:
+        raise HTTPException(503, "no targets are configured")
+    names = _names(pod, target)
+    strict = pod.runner.strict if strict is None else strict
+    deadline = time.monotonic() + wait
+    while _stale(pod, names, max_age) and (remaining := deadline - time.monotonic()) > 0:
+        task = pod.start_run(_stale(pod, names, max_age))  # joins a run in flight
+        done, _ = await asyncio.wait({task}, timeout=remaining)
+        if not done:
+            break
+    return _answer(pod, names, max_age, strict, waited=wait > 0)
+
+
+def _names(pod: Pod, chosen: list[str] | None) -> list[str]:
+    if not chosen:
+        return list(pod.runner.targets)
+    unknown = [n for n in chosen if n not in pod.runner.targets]
+    if unknown:
+        known = ", ".join(pod.runner.targets)
+        raise HTTPException(404, f"no target named {', '.join(map(repr, unknown))}; configured targets: {known}")
+    return list(dict.fromkeys(chosen))
+
+
+def _stale(pod: Pod, names: list[str], max_age: float) -> list[str]:
+    now = time.time()
+    states = pod.history.states
+    return [n for n in names if n not in states or now - states[n].checked_at.timestamp() > max_age]
+
+
+def _answer(pod: Pod, names: list[str], max_age: float, strict: bool, waited: bool) -> JSONResponse:
+    states: list[TargetState] = [pod.history.states[n] for n in names if n in pod.history.states]
+    never = [n for n in names if n not in pod.history.states]
+    stale = _stale(pod, names, max_age)
+    verdict = None if never else verdict_of(states, strict)
+    blocking = {Status.FAILED, Status.WARNING} if strict else {Status.FAILED}
+    failing = [
+        Failing.model_validate(s.result.model_dump(include={"name", "kind", "status", "stage", "cause"}))
+        for s in states
+        if s.result.required and s.result.status in blocking
+    ]
+    oldest = min((s.checked_at for s in states), default=None)
+    hint = "the new run did not finish in time" if waited else "pass wait=SECONDS to start a run and wait for it"
+    if never:
+        reason = f"never checked: {', '.join(never)} ({hint})"
+    elif stale:
+        reason = f"results older than {max_age:g} s: {', '.join(stale)} ({hint})"
+    elif failing:
+        reason = f"{len(failing)} required target(s) not ready: {', '.join(f.name for f in failing)}"
+    else:
+        reason = "every required target is ready"
+    ready = not stale and verdict == Verdict.READY
+    answer = GateAnswer(
+        ready=ready,
+        verdict=verdict,
+        stale=bool(stale),
+        reason=reason,
+        checked_at=oldest,
+        age_seconds=round(time.time() - oldest.timestamp(), 3) if oldest else None,
+        strict=strict,
+        targets=names,
+        failing=failing,
+    )
+    code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
+    return JSONResponse(answer.model_dump(mode="json"), status_code=code, headers={"Cache-Control": "no-store"})
+
+
+class NewGateToken(BaseModel):
+    name: TokenName
+
+
+class CreatedGateToken(GateToken):
+    token: str  # shown this once; only its digest is kept
+
+
+@router.get("/gate-tokens", response_model=list[GateToken], responses=problems(401))
+async def list_gate_tokens(pod: PodDep, user: CurrentUser) -> list[GateToken]:
+    """The gate tokens (names and ids; the tokens themselves are never shown again)."""
+    return pod.gate_tokens.list()
+
+
+@router.post(
+    "/gate-tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedGateToken,
+    responses=problems(401, 403, 409),
+)
+async def create_gate_token(pod: PodDep, user: CurrentUser, body: NewGateToken) -> Any:
+    """A token that reads the readiness gate and nothing else: put it in a CI secret."""
+    try:
+        token, secret = pod.gate_tokens.create(body.name)
+    except TooManyTokens as error:
+        raise HTTPException(409, str(error)) from None
+    return CreatedGateToken(**token.model_dump(), token=secret)
+
+
+@router.delete("/gate-tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 404))
+async def revoke_gate_token(pod: PodDep, user: CurrentUser, token_id: str) -> None:
+    """Revoke a gate token: it stops working at once."""
+    if not pod.gate_tokens.revoke(token_id):
+        raise HTTPException(404, f"no gate token with id {token_id!r}")

@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     run_on_start: bool = True
     strict: bool = False
     # continuous readiness: scheduled runs, their history, the gate (see app.schedule, app.history)
-    schedule_seconds: Annotated[float, Field(ge=10, le=7 * 24 * 3600)] | None = None  # None: no scheduled runs
+    schedule_seconds: Annotated[float, Field(ge=1, le=7 * 24 * 3600)] | None = None  # None: no scheduled runs
     schedule_jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.1  # a fraction of the interval
     history_runs: Annotated[int, Field(ge=1, le=10_000)] = 200
     history_days: Annotated[float, Field(gt=0, le=365)] = 7

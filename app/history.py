@@ -143,7 +143,7 @@ class History:
             return False
         return sum(t > now - self.flap.window for t in state.changes) >= self.flap.changes
 
-    def strip(self, name: str, limit: int = 30) -> list[tuple[RunRecord, Mark]]:
+    def recent(self, name: str, limit: int = 30) -> list[tuple[RunRecord, Mark]]:
         """The target's last `limit` runs, oldest first."""
         found: list[tuple[RunRecord, Mark]] = []
         for record in reversed(self.runs):

@@ -30,6 +30,7 @@ from app.schedule import Schedule
 from app.store import Store
 from app.tokens import GateTokens
 from app.web import api, errors, gate, pages, status
+from app.web import history as history_routes
 from app.web.middleware import BodyLimit, CatchAll, SecurityHeaders
 from app.web.pod import Pod
 
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(status.router)
     app.include_router(api.router)
     app.include_router(gate.router)
+    app.include_router(history_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
 
 from tests.servers import StallServer
 from tests.web.conftest import MakeClient
-from tests.web.helpers import bearer, tcp_target
+from tests.web.helpers import bearer, login, tcp_target, wait_for_verdict
 
 
 def test_a_real_one_second_schedule_runs_and_shows_its_next_run(make_client: MakeClient, stall: StallServer) -> None:
@@ -22,3 +26,57 @@ def test_a_real_one_second_schedule_runs_and_shows_its_next_run(make_client: Mak
     metrics = client.get("/metrics").text
     assert "testpod_next_run_timestamp_seconds " in metrics
     assert client.get("/api/results", headers=auth).json()["verdict"] == "ready"
+    assert client.get("/api/history", headers=auth).json()["next_run_at"] is not None
+
+
+def _run(client: TestClient, auth: dict[str, str], target: str | None = None) -> None:
+    client.post("/api/runs", params={"target": target} if target else None, headers=auth)
+    wait_for_verdict(client, auth)
+
+
+def test_history_api_page_and_metrics(make_client: MakeClient, stall: StallServer, tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel completes connects; the test stops and restarts it
+    port = listener.getsockname()[1]
+    client = make_client([tcp_target("db", stall.port), tcp_target("flaky", port, description="<b>x</b>")])
+    auth = bearer(client)
+    _run(client, auth)
+    listener.close()
+    _run(client, auth, "flaky")
+    again = socket.create_server(("127.0.0.1", port))
+    try:
+        _run(client, auth, "flaky")
+    finally:
+        again.close()
+    _run(client, auth, "flaky")
+
+    document = client.get("/api/history", headers=auth).json()
+    assert document["next_run_at"] is None
+    by_name = {t["name"]: t for t in document["targets"]}
+    assert [m["status"] for m in by_name["db"]["runs"]] == ["passed"]
+    flaky = by_name["flaky"]
+    assert [m["status"] for m in flaky["runs"]] == ["passed", "failed", "passed", "failed"]
+    assert flaky["runs"][1]["stage"] == "connect" and "refused" in flaky["runs"][1]["cause"]
+    assert flaky["flapping"] is True  # 3 changes within the hour
+    assert flaky["failing_since"] == flaky["changed_at"] == flaky["runs"][-1]["finished_at"]
+    assert by_name["db"]["flapping"] is False and by_name["db"]["failing_since"] is None
+
+    one = client.get("/api/targets/flaky/history", headers=auth).json()
+    assert one["runs"] == flaky["runs"]
+    assert client.get("/api/targets/nope/history", headers=auth).status_code == 404
+    assert client.get("/api/history").status_code == 401
+
+    metrics = client.get("/metrics").text
+    assert 'testpod_target_flapping{kind="tcp",target="flaky"} 1.0' in metrics
+    assert 'testpod_target_flapping{kind="tcp",target="db"} 0.0' in metrics
+    assert 'testpod_target_last_change_timestamp_seconds{kind="tcp",target="flaky"}' in metrics
+    assert "testpod_next_run_timestamp_seconds" not in metrics  # no schedule
+
+    login(client)
+    page = client.get("/targets/flaky")
+    assert page.status_code == 200
+    assert page.text.count('<tr data-status="') == 4
+    assert "Failing since" in page.text and ">flapping<" in page.text
+    assert "<b>x</b>" not in page.text and "&lt;b&gt;x&lt;/b&gt;" in page.text
+    assert client.get("/targets/nope").status_code == 404
+    dashboard = client.get("/")
+    assert 'href="/targets/flaky"' in dashboard.text and "/static/history.js" in dashboard.text

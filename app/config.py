@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -200,6 +200,19 @@ class Settings(BaseSettings):
     flap_changes: Annotated[int, Field(ge=2, le=100)] = 3
     flap_window_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 60
     data_dir: Path | None = None  # the volume for the embedded database; None: history in memory only
+    # alerts on change (app.alerts): a channel is on when its settings are given; URLs and passwords are secrets
+    dashboard_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = None
+    alert_reminder_minutes: Annotated[float, Field(ge=0, le=30 * 24 * 60)] = 240  # 0: no reminders
+    alert_slack_webhook_url: SecretStr | None = None
+    alert_teams_webhook_url: SecretStr | None = None
+    alert_webhook_url: SecretStr | None = None
+    alert_smtp_host: str | None = None
+    alert_smtp_port: Port | None = None
+    alert_smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    alert_smtp_username: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_email_from: str | None = None
+    alert_email_to: str | None = None  # comma-separated
 
     @classmethod
     def settings_customise_sources(
@@ -215,6 +228,16 @@ class Settings(BaseSettings):
         if not directory.is_dir():
             return init_settings, env_settings
         return init_settings, env_settings, SecretsSettingsSource(settings_cls, secrets_dir=directory, env_prefix="")
+
+    @model_validator(mode="after")
+    def _whole_email_channel(self) -> Settings:
+        email = {"ALERT_SMTP_HOST": self.alert_smtp_host, "ALERT_EMAIL_FROM": self.alert_email_from}
+        email["ALERT_EMAIL_TO"] = self.alert_email_to
+        given = [name for name, value in email.items() if value]
+        if given and len(given) < len(email):
+            missing = ", ".join(f"TESTPOD_{name}" for name in email if name not in given)
+            raise ValueError(f"e-mail alerts need {missing} too")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

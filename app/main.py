@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
+from app.alerts import Alerts
 from app.auth import Authenticator
 from app.checks.base import Target
 from app.config import ConfigError, Settings, load_targets
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
     pod = Pod(runner, health, metrics, history, GateTokens(store))
     metrics.follow(history, lambda: pod.schedule.next_at if pod.schedule else None)
+    pod.alerts = Alerts.from_settings(settings, metrics.notified)
     if settings.schedule_seconds is not None and targets:
         pod.schedule = Schedule(settings.schedule_seconds, pod.start_run, jitter=settings.schedule_jitter)
     authenticator, generated_password = Authenticator.from_settings(settings)
@@ -74,6 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
             scheduled.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await scheduled
+        if pod.alerts is not None:
+            pod.alerts.close()
         if store is not None:
             store.close()
 

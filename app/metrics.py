@@ -61,6 +61,12 @@ class Metrics:
             registry=self.registry,
         )
         self.ready = Gauge("testpod_ready", "1 if the last run's verdict was ready.", registry=self.registry)
+        self.notifications = Counter(
+            "testpod_notifications",
+            "Alert notifications by channel and outcome.",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
         self.latest: dict[str, Result] = {}
         self.registry.register(_TargetCollector(self.latest, running))
 
@@ -72,6 +78,9 @@ class Metrics:
         self.ready.set(int(verdict == Verdict.READY))
         for result in run.results:
             self.latest[result.name] = result
+
+    def notified(self, channel: str, sent: bool) -> None:
+        self.notifications.labels(channel=channel, outcome="sent" if sent else "failed").inc()
 
     def follow(self, history: History, next_run: Callable[[], float | None]) -> None:
         """Export the history's per-target memory and the schedule's next run."""

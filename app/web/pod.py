@@ -10,10 +10,11 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from app.alerts import Alerts
 from app.health import PodHealth
-from app.history import History
+from app.history import History, verdict_of
 from app.metrics import Metrics
-from app.results import Run
+from app.results import Run, Verdict
 from app.runner import Runner
 from app.schedule import Schedule
 from app.tokens import GateTokens
@@ -29,6 +30,7 @@ class Pod:
     history: History = field(default_factory=History)
     gate_tokens: GateTokens = field(default_factory=GateTokens)
     schedule: Schedule | None = None
+    alerts: Alerts | None = None
     _observed: asyncio.Task[Run] | None = field(default=None, repr=False)
 
     def start_run(self, names: Sequence[str] | None = None) -> asyncio.Task[Run]:
@@ -47,7 +49,7 @@ class Pod:
             log.error("run crashed: %s: %s", type(error).__name__, error)
             return
         run = task.result()
-        self.history.record(run)
+        self._remember(run)
         self.metrics.observe(run)
         counts = run.counts
         log.info(
@@ -63,6 +65,17 @@ class Pod:
             if result.status != "passed":
                 optional = "" if result.required else " (optional)"
                 log.info("  %s %s%s at %s: %s", result.status, result.name, optional, result.stage, result.cause)
+
+    def _remember(self, run: Run) -> None:
+        """Add the run to the history, and tell the alert channels what changed."""
+        strict = self.runner.strict
+        before = verdict_of(list(self.history.states.values()), strict) if self.history.states else None
+        changes = self.history.record(run)
+        if self.alerts is None:
+            return
+        states = [s for name, s in self.history.states.items() if name in self.runner.targets]
+        failing = [s for s in states if verdict_of([s], strict) == Verdict.NOT_READY]
+        self.alerts.after_run(changes, before, verdict_of(states, strict), failing)
 
 
 async def get_pod(request: Request) -> Pod:  # async: a plain def would cost a thread hop per request

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.auth import LoginRequired
 
@@ -30,7 +31,18 @@ async def _http_error(request: Request, error: Exception) -> Response:
         detail = f"no such route: {request.url.path}"
     elif error.status_code == 405 and detail == "Method Not Allowed":
         detail = f"{request.method} is not allowed on {request.url.path}"
+        # Starlette names only the first route's methods; a path served by several routes allows them all
+        return JSONResponse({"detail": detail}, status_code=405, headers={"Allow": _allowed(request)})
     return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
+
+
+def _allowed(request: Request) -> str:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 async def _invalid_request(request: Request, error: Exception) -> Response:

@@ -89,13 +89,17 @@ async def readiness_gate(
         raise HTTPException(503, "no targets are configured")
     names = _names(pod, target)
     strict = pod.runner.strict if strict is None else strict
-    deadline = time.monotonic() + wait
-    while _stale(pod, names, max_age) and (remaining := deadline - time.monotonic()) > 0:
-        task = pod.start_run(_stale(pod, names, max_age))  # joins a run in flight
-        done, _ = await asyncio.wait({task}, timeout=remaining)
+    asked, deadline = time.time(), time.monotonic() + wait
+    # a run in flight may not cover the stale targets: join it, then start one that does; never more
+    for _ in range(2):
+        stale, remaining = _stale(pod, names, max_age, asked), deadline - time.monotonic()
+        if not stale or remaining <= 0:
+            break
+        done, _ = await asyncio.wait({pod.start_run(stale)}, timeout=remaining)
         if not done:
             break
-    return _answer(pod, names, max_age, strict, waited=wait > 0)
+    stale = _stale(pod, names, max_age, asked)
+    return _answer(pod, names, stale, max_age=max_age, strict=strict, waited=wait > 0)
 
 
 def _names(pod: Pod, chosen: list[str] | None) -> list[str]:
@@ -108,16 +112,23 @@ def _names(pod: Pod, chosen: list[str] | None) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _stale(pod: Pod, names: list[str], max_age: float) -> list[str]:
+def _stale(pod: Pod, names: list[str], max_age: float, asked: float) -> list[str]:
+    """The targets never checked, or last checked more than `max_age` s ago and not since the request came in."""
     now = time.time()
     states = pod.history.states
-    return [n for n in names if n not in states or now - states[n].checked_at.timestamp() > max_age]
+
+    def fresh(name: str) -> bool:
+        checked = states[name].checked_at.timestamp()
+        return now - checked <= max_age or checked >= asked
+
+    return [n for n in names if n not in states or not fresh(n)]
 
 
-def _answer(pod: Pod, names: list[str], max_age: float, strict: bool, waited: bool) -> JSONResponse:
+def _answer(
+    pod: Pod, names: list[str], stale: list[str], *, max_age: float, strict: bool, waited: bool
+) -> JSONResponse:
     states: list[TargetState] = [pod.history.states[n] for n in names if n in pod.history.states]
     never = [n for n in names if n not in pod.history.states]
-    stale = _stale(pod, names, max_age)
     verdict = None if never else verdict_of(states, strict)
     blocking = {Status.FAILED, Status.WARNING} if strict else {Status.FAILED}
     failing = [
@@ -169,7 +180,7 @@ async def list_gate_tokens(pod: PodDep, user: CurrentUser) -> list[GateToken]:
     "/gate-tokens",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedGateToken,
-    responses=problems(401, 403, 409),
+    responses=problems(400, 401, 403, 409),
 )
 async def create_gate_token(pod: PodDep, user: CurrentUser, body: NewGateToken) -> Any:
     """A token that reads the readiness gate and nothing else: put it in a CI secret."""

@@ -19,7 +19,7 @@ import yaml
 
 from app import __version__
 from app.checks.base import Target
-from app.config import parse_targets
+from app.config import Settings, parse_targets
 from tests.deploy import chart_schema
 from tests.deploy.chart import (
     CHART,
@@ -513,3 +513,32 @@ def test_notes_tell_how_to_open_sign_in_and_test(tmp_path: Path) -> None:
     assert "https://readiness.platform.internal/" in hardened
     existing = render_notes(VALUES["existing-secret-values"], tmp_path / "existing")
     assert "get secret airia-test-pod-auth" in existing
+
+
+def test_continuous_readiness_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = objects(render(VALUES["full-values"]))
+    claim = one(rendered, "PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "128Mi"
+    deployment = one(rendered, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    secrets = [s["secret"]["name"] for s in volumes["auth"]["projected"]["sources"]]
+    assert secrets[1] == "airia-test-pod-alerts"
+    env = {e["name"]: e["value"] for e in container(spec)["env"] if "value" in e}
+    mounts = {m["name"]: m["mountPath"] for m in container(spec)["volumeMounts"]}
+    assert mounts["data"] == env["TESTPOD_DATA_DIR"] and mounts["auth"] == env["TESTPOD_SECRETS_DIR"]
+    for name, value in env.items():
+        if name.startswith("TESTPOD_") and name not in {"TESTPOD_CONFIG", "TESTPOD_SECRETS_DIR"}:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TESTPOD_SECRETS_DIR", "/nonexistent")
+    settings = Settings()
+    assert settings.schedule_seconds == 300 and settings.data_dir == Path("/var/lib/airia-test-pod")
+    assert settings.alert_email_to == "platform-team@example.com, on-call@example.com"
+    assert settings.dashboard_url == "https://airia-test-pod.example.com"
+
+    minimal = objects(render(VALUES["minimal-values"]))
+    assert not [d for d in minimal if d["kind"] == "PersistentVolumeClaim"]
+    minimal_env = {e["name"] for e in container(one(minimal, "Deployment")["spec"]["template"]["spec"])["env"]}
+    assert "TESTPOD_SCHEDULE_SECONDS" not in minimal_env and "TESTPOD_DATA_DIR" not in minimal_env

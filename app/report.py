@@ -6,22 +6,29 @@ Results are redacted when they are made (runner), so every renderer here can pri
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from app import __version__
 from app.checks.base import Status
 from app.results import Result, Run
 
+# A target's history as the API serves it (app.web.history.TargetHistory, dumped to JSON types), by target name.
+History = Mapping[str, Mapping[str, Any]]
+
 _MARK = {Status.PASSED: "PASS", Status.WARNING: "WARN", Status.FAILED: "FAIL"}
 
 
-def to_json(run: Run) -> str:
+def to_json(run: Run, history: History | None = None) -> str:
     document = {"version": __version__, **run.model_dump(mode="json")}
+    if history is not None:
+        document["history"] = dict(history)
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
-def to_junit(run: Run) -> str:
+def to_junit(run: Run, history: History | None = None) -> str:
     """JUnit XML: one testsuite, one testcase per target; failed → <failure>, warning → <system-out>."""
     failed = sum(r.status == Status.FAILED for r in run.results)
     suite = ET.Element(
@@ -45,6 +52,14 @@ def to_junit(run: Run) -> str:
             name=result.name,
             time=f"{result.duration_ms / 1000:.3f}",
         )
+        if history is not None and result.name in history:
+            past = history[result.name]
+            marks = ET.SubElement(case, "properties")
+            ET.SubElement(marks, "property", name="history", value=" ".join(m["status"] for m in past["runs"]))
+            for key in ("changed_at", "failing_since", "flapping"):
+                ET.SubElement(
+                    marks, "property", name=key, value=str(past[key]).lower() if past[key] is not None else ""
+                )
         if result.status == Status.FAILED:
             failure = ET.SubElement(case, "failure", message=result.cause, type=str(result.stage))
             failure.text = _details(result)
@@ -84,7 +99,7 @@ def _details(result: Result) -> str:
     return f"stage: {result.stage}\ncause: {result.cause}\nremediation: {result.remediation}\nsteps:\n{steps}\n"
 
 
-def to_html(run: Run) -> str:
+def to_html(run: Run, history: History | None = None) -> str:
     """A self-contained page (styles inline, no script, no external resource) to attach to a support ticket.
 
     Every value is escaped by the template engine: target descriptions and remote error text are untrusted.
@@ -92,7 +107,7 @@ def to_html(run: Run) -> str:
     from jinja2 import Environment
 
     template = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(_HTML)
-    return template.render(run=run, version=__version__, generated=datetime.now().astimezone())
+    return template.render(run=run, version=__version__, generated=datetime.now().astimezone(), history=history or {})
 
 
 _HTML = """<!DOCTYPE html>
@@ -155,6 +170,18 @@ td, dd { overflow-wrap: anywhere; } dt { font-weight: 600; } dd { margin: 0 0 .4
 {% for s in r.steps %}
 <tr><td>{{ s.name }}</td><td>{{ s.stage }}</td><td>{{ s.status }}</td>
 <td>{{ "%.0f" | format(s.duration_ms) }} ms</td><td>{{ s.detail }}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
+{% if history[r.name] %}
+{% set past = history[r.name] %}
+<p>History: last change {{ past.changed_at or "-" }}
+{% if past.failing_since %}, failing since {{ past.failing_since }}{% endif %}
+{% if past.flapping %}, <strong>flapping</strong>{% endif %}.</p>
+<table><tr><th>Run finished</th><th>Status</th><th>Stage</th><th>Cause</th></tr>
+{% for m in past.runs | reverse %}
+<tr class="{{ m.status }}"><td>{{ m.finished_at }}</td><td class="status">{{ m.status }}</td>
+<td>{{ m.stage or "" }}</td><td>{{ m.cause }}</td></tr>
 {% endfor %}
 </table>
 {% endif %}

@@ -11,6 +11,7 @@ from app import report
 from app.auth import AuthenticatorDep, CurrentUser, LoginRejected, LoginThrottled
 from app.results import Run
 from app.web.errors import problems
+from app.web.history import PAGE_RUNS, history_document
 from app.web.pod import Pod, PodDep
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -116,15 +117,21 @@ _RENDERERS = {
         **problems(401, 404),
     },
 )
-async def download_report(pod: PodDep, user: CurrentUser, format: ReportFormat = "html") -> Response:
-    """The latest run as a file to attach to a support ticket (secrets are redacted from every result)."""
+async def download_report(
+    pod: PodDep, user: CurrentUser, format: ReportFormat = "html", history: bool = False
+) -> Response:
+    """The latest run as a file to attach to a support ticket (secrets are redacted from every result).
+    With `history=true` it carries the recent runs of the targets it covers."""
     run = _current(pod)
     render, media_type, extension = _RENDERERS[format]
+    if history:
+        past = history_document(pod, [r.name for r in run.results], PAGE_RUNS)
+        body = render(run, {t.name: t.model_dump(mode="json") for t in past.targets})
+    else:
+        body = render(run)
     stamp = (run.finished_at or run.started_at).strftime("%Y%m%d-%H%M%S")
     filename = f"airia-test-pod-report-{stamp}.{extension}"
-    return Response(
-        render(run), media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
-    )
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def _current(pod: Pod) -> Run:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 from fastapi.testclient import TestClient
 
@@ -80,3 +81,32 @@ def test_history_api_page_and_metrics(make_client: MakeClient, stall: StallServe
     assert client.get("/targets/nope").status_code == 404
     dashboard = client.get("/")
     assert 'href="/targets/flaky"' in dashboard.text and "/static/history.js" in dashboard.text
+
+
+def test_reports_carry_the_history_of_their_targets_when_asked(
+    make_client: MakeClient, stall: StallServer, closed_port: int
+) -> None:
+    client = make_client([tcp_target("db", stall.port), tcp_target("cache", closed_port)])
+    auth = bearer(client)
+    _run(client, auth)
+    _run(client, auth)
+    _run(client, auth, "db")
+
+    plain = client.get("/api/report", params={"format": "json"}, headers=auth).json()
+    assert "history" not in plain
+    document = client.get("/api/report", params={"format": "json", "history": "true"}, headers=auth).json()
+    assert list(document["history"]) == ["db"]  # the latest run covered only db
+    assert [m["status"] for m in document["history"]["db"]["runs"]] == ["passed"] * 3
+
+    client.post("/api/runs", headers=auth)
+    wait_for_verdict(client, auth)
+    junit = client.get("/api/report", params={"format": "junit", "history": "true"}, headers=auth).text
+    root = ET.fromstring(junit)
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    history = {p.get("name"): p.get("value") for p in cases["cache"].iter("property")}
+    assert history["history"] == "failed failed failed"
+    assert history["failing_since"] and history["flapping"] == "false"
+
+    html = client.get("/api/report", params={"format": "html", "history": "true"}, headers=auth).text
+    assert "History: last change" in html and "failing since" in html
+    assert "History:" not in client.get("/api/report", params={"format": "html"}, headers=auth).text

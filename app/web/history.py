@@ -103,6 +103,7 @@ async def target_page(request: Request, pod: PodDep, user: PageUser, name: str) 
             "history": history,
             "runs": list(reversed(history.runs)),  # newest first
             "latest": state.result if state else None,
+            "flap": pod.history.flap,
         },
     )
 

@@ -7,6 +7,7 @@ file never holds a secret the API would not show. Writes are a few small rows pe
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -19,6 +20,9 @@ CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS target_states (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS gate_tokens (id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, token TEXT NOT NULL);
 """
+
+
+log = logging.getLogger("app.store")
 
 
 class Store:
@@ -50,13 +54,16 @@ class Store:
     def save_run(self, record: RunRecord, states: list[TargetState]) -> None:
         if self._closed:  # a run that outlived the app (shutdown): the next start re-checks anyway
             return
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("INSERT INTO runs (id, record) VALUES (?, ?)", (record.id, record.model_dump_json()))
-            self._db.executemany(
-                "INSERT OR REPLACE INTO target_states (name, state) VALUES (?, ?)",
-                [(s.result.name, s.model_dump_json()) for s in states],
-            )
+        try:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT INTO runs (id, record) VALUES (?, ?)", (record.id, record.model_dump_json()))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO target_states (name, state) VALUES (?, ?)",
+                    [(s.result.name, s.model_dump_json()) for s in states],
+                )
+        except sqlite3.Error as error:  # a full or broken volume: the run still counts, in memory
+            log.warning("cannot save run %d to %s: %s", record.id, self.path, error)
 
     def prune_runs(self, oldest_kept: int) -> None:
         if self._closed:

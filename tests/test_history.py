@@ -144,3 +144,16 @@ def test_the_history_and_tokens_survive_a_restart_in_a_real_sqlite_file(tmp_path
     assert count == 5
     reopened.close()
     again.record(run(T0 + timedelta(minutes=10), db=Status.PASSED))  # after shutdown: memory only, no crash
+
+
+def test_a_volume_that_refuses_writes_leaves_the_history_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = Store(path)
+    store._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    history = History(store=store)
+    changes = history.record(run(T0, db=Status.FAILED))
+    assert [c.name for c in changes] == ["db"] and len(history.runs) == 1
+    store.close()
+    reopened = Store(path)
+    assert reopened.load_runs(10) == [] and reopened.load_states() == {}  # the transaction rolled back whole
+    reopened.close()

@@ -2,7 +2,7 @@
 changed status or a warning newly appeared; a reminder while the verdict stays not ready; a "recovered" message
 when targets pass again. Delivered through app.notify on every configured channel.
 
-Delivery happens in a small thread pool of its own with short timeouts: a channel that fails or stalls never
+Delivery happens in a thread per channel with short timeouts: a channel that fails or stalls never
 delays a run, the event loop or a probe. Results are redacted before they get here; the channels' own secrets
 (webhook URLs, the SMTP password) are scrubbed from every reason a failure gives.
 """
@@ -135,7 +135,10 @@ class Alerts:
         self.clock = clock
         self.not_ready_since: datetime | None = None
         self.last_told: datetime | None = None
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.channels)), thread_name_prefix="alert")
+        # one thread per channel: its messages arrive in order, and a stalled channel holds up only itself
+        self._queues = {
+            c.name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"alert-{c.name}") for c in channels
+        }
         self.pending: list[Future[None]] = []
 
     @classmethod
@@ -198,7 +201,7 @@ class Alerts:
     def send(self, message: Message) -> None:
         self.pending = [f for f in self.pending if not f.done()]
         for channel in self.channels:
-            self.pending.append(self._pool.submit(self._deliver, channel, message))
+            self.pending.append(self._queues[channel.name].submit(self._deliver, channel, message))
 
     def _deliver(self, channel: Channel, message: Message) -> None:
         try:
@@ -213,4 +216,5 @@ class Alerts:
             self.on_delivery(channel.name, error is None)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for queue in self._queues.values():
+            queue.shutdown(wait=False, cancel_futures=True)

@@ -79,13 +79,12 @@ class History:
         *,
         max_runs: int = 200,
         max_age: timedelta = timedelta(days=7),
-        flap_changes: int = 3,
-        flap_window: timedelta = timedelta(hours=1),
+        flap: Flapping = Flapping(3, timedelta(hours=1)),
         store: Store | None = None,
         targets: Sequence[str] | None = None,
     ) -> None:
         self.max_runs, self.max_age = max_runs, max_age
-        self.flap = Flapping(flap_changes, flap_window)
+        self.flap = flap
         self.store = store
         self.runs: deque[RunRecord] = deque(maxlen=max_runs)
         self.states: dict[str, TargetState] = {}

@@ -24,7 +24,7 @@ from app.auth import Authenticator
 from app.checks.base import Target
 from app.config import ConfigError, Settings, load_targets
 from app.health import PodHealth
-from app.history import History
+from app.history import Flapping, History
 from app.metrics import Metrics
 from app.runner import Runner
 from app.schedule import Schedule
@@ -47,8 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     history = History(
         max_runs=settings.history_runs,
         max_age=timedelta(days=settings.history_days),
-        flap_changes=settings.flap_changes,
-        flap_window=timedelta(minutes=settings.flap_window_minutes),
+        flap=Flapping(settings.flap_changes, timedelta(minutes=settings.flap_window_minutes)),
         store=store,
         targets=[t.name for t in targets],
     )

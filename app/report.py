@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from xml.etree import ElementTree as ET
 
 from app import __version__
@@ -57,9 +58,7 @@ def to_junit(run: Run, history: History | None = None) -> str:
             marks = ET.SubElement(case, "properties")
             ET.SubElement(marks, "property", name="history", value=" ".join(m["status"] for m in past["runs"]))
             for key in ("changed_at", "failing_since", "flapping"):
-                ET.SubElement(
-                    marks, "property", name=key, value=str(past[key]).lower() if past[key] is not None else ""
-                )
+                ET.SubElement(marks, "property", name=key, value=_property(past[key]))
         if result.status == Status.FAILED:
             failure = ET.SubElement(case, "failure", message=result.cause, type=str(result.stage))
             failure.text = _details(result)
@@ -71,8 +70,16 @@ def to_junit(run: Run, history: History | None = None) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def to_text(run: Run) -> str:
-    """The terminal table: one line per target, then the cause and remediation of each one that is not clean."""
+def _property(value: Any) -> str:
+    """A JUnit property's value: booleans as JSON spells them, None as empty."""
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def to_text(run: Run, history: History | None = None) -> str:
+    """The terminal table: one line per target, then the cause and remediation of each one that is not clean,
+    then each target's recent statuses when a history is given."""
     width = max([len(r.name) for r in run.results] + [6])
     lines = [f"{'STATUS':6}  {'TARGET':{width}}  {'KIND':10}  {'STAGE':10}  {'TIME':>8}  CAUSE"]
     for r in run.results:
@@ -84,6 +91,13 @@ def to_text(run: Run) -> str:
     for r in run.results:
         if r.status != Status.PASSED:
             lines += ["", f"{r.name}: {r.cause}", f"  fix: {r.remediation}"]
+    past = [(r.name, history[r.name]) for r in run.results if history is not None and r.name in history]
+    if past:
+        lines += ["", "HISTORY (oldest first)"]
+    for name, target in past:
+        flapping = " (flapping)" if target["flapping"] else ""
+        changed = f", changed {target['changed_at']}" if target["changed_at"] else ""
+        lines.append(f"  {name:{width}}  {' '.join(m['status'] for m in target['runs'])}{changed}{flapping}")
     counts = run.counts
     verdict = "READY" if run.verdict == "ready" else "NOT READY"
     lines += [
@@ -197,3 +211,23 @@ td, dd { overflow-wrap: anywhere; } dt { font-weight: 600; } dd { margin: 0 0 .4
 </body>
 </html>
 """
+
+
+class Render(Protocol):
+    def __call__(self, run: Run, history: History | None = None) -> str: ...
+
+
+@dataclass(frozen=True)
+class Renderer:
+    render: Render  # with a history, the report carries the recent runs of the targets it covers
+    media_type: str
+    extension: str  # of a downloaded report file
+
+
+# every format a run can be rendered in; the CLI and the API each offer their part of it
+RENDERERS: dict[str, Renderer] = {
+    "text": Renderer(to_text, "text/plain; charset=utf-8", "txt"),
+    "json": Renderer(to_json, "application/json", "json"),
+    "junit": Renderer(to_junit, "application/xml", "xml"),
+    "html": Renderer(to_html, "text/html; charset=utf-8", "html"),
+}

@@ -29,12 +29,11 @@ class Schedule:
         jitter: float = 0.1,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
     ) -> None:
         self.interval, self.jitter = interval, jitter
         self.start_run = start_run
         self.clock, self.sleep = clock, sleep
-        self.rng = rng or random.Random()  # noqa: S311 - spreading load, not a secret
+        self.rng = random.Random()  # noqa: S311 - spreading load, not a secret; tests seed it
         self.next_at: float | None = None  # epoch seconds of the next scheduled run
 
     def delay(self) -> float:

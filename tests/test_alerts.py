@@ -20,7 +20,7 @@ from app.config import Settings, describe_settings_error
 from app.history import History
 from app.notify import Smtp
 from app.results import Result, Run, Verdict
-from tests.pipeline.conftest import Receiver, receiver  # noqa: F401 - a fixture
+from tests.pipeline.helpers import Receiver
 from tests.servers import free_port
 
 T0 = datetime(2026, 3, 1, 8, 0).astimezone()
@@ -129,7 +129,7 @@ def smtp() -> Iterator[tuple[int, Inbox]]:
 
 
 def test_real_delivery_once_per_change_with_a_reminder_and_a_recovery(
-    receiver: Receiver,  # noqa: F811 - the fixture
+    receiver: Receiver,
     smtp: tuple[int, Inbox],
 ) -> None:
     port, inbox = smtp

@@ -8,8 +8,9 @@ import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from app import report
 from app.checks.base import Stage, Status
-from app.history import History
+from app.history import Flapping, History
 from app.results import Result, Run
 from app.store import Store
 from app.tokens import GateTokens
@@ -68,14 +69,14 @@ def test_changes_last_change_and_failing_since() -> None:
 
 
 def test_flapping_is_several_changes_within_the_window() -> None:
-    history = History(flap_changes=3, flap_window=timedelta(minutes=10))
+    history = History(flap=Flapping(3, timedelta(minutes=10)))
     statuses = [Status.PASSED, Status.FAILED, Status.PASSED, Status.PASSED, Status.FAILED]
     for minute, status in enumerate(statuses):
         history.record(run(T0 + timedelta(minutes=minute), db=status))
     assert history.flapping("db", T0 + timedelta(minutes=5))  # 3 changes in 5 minutes
     assert not history.flapping("db", T0 + timedelta(minutes=12))  # the first changes left the window
     assert not history.flapping("nope", T0)
-    steady = History(flap_changes=3, flap_window=timedelta(minutes=10))
+    steady = History(flap=Flapping(3, timedelta(minutes=10)))
     for minute in range(20):
         steady.record(run(T0 + timedelta(minutes=minute), db=Status.FAILED))
     assert not steady.flapping("db", T0 + timedelta(minutes=20))
@@ -95,7 +96,7 @@ def test_history_is_bounded_by_count_and_age() -> None:
 
 
 def test_memory_stays_flat_under_many_runs() -> None:
-    history = History(max_runs=100, flap_changes=3, flap_window=timedelta(hours=1))
+    history = History(max_runs=100, flap=Flapping(3, timedelta(hours=1)))
     statuses = [Status.PASSED, Status.FAILED]
 
     def record(count: int, offset: int) -> None:
@@ -157,3 +158,22 @@ def test_a_volume_that_refuses_writes_leaves_the_history_in_memory(tmp_path: Pat
     reopened = Store(path)
     assert reopened.load_runs(10) == [] and reopened.load_states() == {}  # the transaction rolled back whole
     reopened.close()
+
+
+def test_every_renderer_carries_a_history_only_when_given_one() -> None:
+    latest = run(T0, db=Status.FAILED, cache=Status.PASSED)
+    past = {
+        "db": {
+            "runs": [{"status": "passed", "finished_at": "2025-12-31T09:30:00+00:00"}, {"status": "failed"}],
+            "changed_at": "2025-12-31T09:30:00+00:00",
+            "failing_since": "2025-12-31T09:30:00+00:00",
+            "flapping": True,
+        }
+    }
+    for name, renderer in report.RENDERERS.items():
+        plain, carried = renderer.render(latest), renderer.render(latest, past)
+        assert plain != carried and "2025-12-31T09:30:00" in carried, name
+        assert "2025-12-31T09:30:00" not in plain, name
+    text = report.RENDERERS["text"].render(latest, past)
+    assert "  db      passed failed, changed 2025-12-31T09:30:00+00:00 (flapping)" in text
+    assert "cache" not in text.split("HISTORY (oldest first)")[1]  # only targets with a history

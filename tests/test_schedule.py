@@ -33,7 +33,8 @@ async def test_runs_every_interval_with_jitter_inside_its_bounds() -> None:
     async def start_run() -> None:
         started.append(clock.now)
 
-    schedule = Schedule(60, start_run, jitter=0.1, clock=clock.time, sleep=clock.sleep, rng=random.Random(7))
+    schedule = Schedule(60, start_run, jitter=0.1, clock=clock.time, sleep=clock.sleep)
+    schedule.rng = random.Random(7)
     await schedule.loop(runs=50)
     assert len(started) == 50
     assert all(54 <= wait <= 66 for wait in clock.slept)

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, Response, st
 from pydantic import BaseModel
 
 from app import report
-from app.auth import AuthenticatorDep, CurrentUser, LoginRejected, LoginThrottled
+from app.auth import LoginRejected, LoginThrottled
 from app.results import Run
+from app.web.deps import AuthenticatorDep, CurrentUser, PodDep
 from app.web.errors import problems
 from app.web.history import PAGE_RUNS, history_document
-from app.web.pod import Pod, PodDep
+from app.web.pod import Pod
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -102,11 +103,6 @@ async def results(pod: PodDep, user: CurrentUser, target: TargetQuery = None) ->
 
 
 ReportFormat = Literal["json", "junit", "html"]
-_RENDERERS = {
-    "json": (report.to_json, "application/json", "json"),
-    "junit": (report.to_junit, "application/xml", "xml"),
-    "html": (report.to_html, "text/html; charset=utf-8", "html"),
-}
 
 
 @router.get(
@@ -123,15 +119,16 @@ async def download_report(
     """The latest run as a file to attach to a support ticket (secrets are redacted from every result).
     With `history=true` it carries the recent runs of the targets it covers."""
     run = _current(pod)
-    render, media_type, extension = _RENDERERS[format]
-    if history:
-        past = history_document(pod, [r.name for r in run.results], PAGE_RUNS)
-        body = render(run, {t.name: t.model_dump(mode="json") for t in past.targets})
-    else:
-        body = render(run)
+    renderer = report.RENDERERS[format]
+    past = history_document(pod, [r.name for r in run.results], PAGE_RUNS) if history else None
+    body = renderer.render(run, None if past is None else {t.name: t.model_dump(mode="json") for t in past.targets})
     stamp = (run.finished_at or run.started_at).strftime("%Y%m%d-%H%M%S")
-    filename = f"airia-test-pod-report-{stamp}.{extension}"
-    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    filename = f"airia-test-pod-report-{stamp}.{renderer.extension}"
+    return Response(
+        body,
+        media_type=renderer.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def _current(pod: Pod) -> Run:

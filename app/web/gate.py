@@ -11,43 +11,19 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
-from fastapi.security import OAuth2PasswordBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from app.auth import AuthenticatorDep, CurrentUser, current_user
 from app.checks.base import Stage, Status
 from app.history import TargetState, verdict_of
 from app.results import Verdict
-from app.tokens import PREFIX, GateToken, TokenName, TooManyTokens
+from app.tokens import GateToken, TokenName, TooManyTokens
+from app.web.deps import CurrentUser, GateReader, PodDep
 from app.web.errors import problems
-from app.web.pod import Pod, PodDep
+from app.web.pod import Pod
 
 router = APIRouter(prefix="/api", tags=["gate"])
-_bearer = OAuth2PasswordBearer(tokenUrl="api/token", auto_error=False)
-
-
-async def gate_reader(
-    request: Request,
-    pod: PodDep,
-    authenticator: AuthenticatorDep,
-    bearer: Annotated[str | None, Depends(_bearer)],
-) -> str:
-    """Who reads the gate: a gate token's name, or the logged-in admin (Bearer token or session)."""
-    if bearer is not None and bearer.startswith(PREFIX):
-        token = pod.gate_tokens.verify(bearer)
-        if token is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "the gate token is unknown or was revoked; the admin creates one with POST /api/gate-tokens",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return f"gate token {token.name}"
-    return (await current_user(request, authenticator, bearer)).name
-
-
-GateReader = Annotated[str, Depends(gate_reader)]
 
 
 class Failing(BaseModel):
@@ -70,36 +46,37 @@ class GateAnswer(BaseModel):
     failing: list[Failing]  # required targets that block readiness, with where and why
 
 
+class GateOptions(BaseModel):
+    """The gate's query parameters."""
+
+    target: list[str] | None = Field(None, max_length=100, description="only these targets (repeatable)")
+    max_age: float = Field(300, gt=0, le=7 * 24 * 3600, description="seconds a result stays fresh")
+    wait: float = Field(
+        0, ge=0, le=300, description="seconds to wait for a new run when results are stale; 0: answer now"
+    )
+    strict: bool | None = Field(None, description="warnings block too; default: the pod's setting")
+
+
 @router.get("/readiness-gate", response_model=GateAnswer, responses={503: {"model": GateAnswer}, **problems(401, 404)})
-async def readiness_gate(
-    pod: PodDep,
-    reader: GateReader,
-    *,
-    target: Annotated[list[str] | None, Query(max_length=100, description="only these targets (repeatable)")] = None,
-    max_age: Annotated[float, Query(gt=0, le=7 * 24 * 3600, description="seconds a result stays fresh")] = 300,
-    wait: Annotated[
-        float, Query(ge=0, le=300, description="seconds to wait for a new run when results are stale; 0: answer now")
-    ] = 0,
-    strict: Annotated[bool | None, Query(description="warnings block too; default: the pod's setting")] = None,
-) -> JSONResponse:
+async def readiness_gate(pod: PodDep, reader: GateReader, options: Annotated[GateOptions, Query()]) -> JSONResponse:
     """200 when every (chosen) required target last passed within `max_age` seconds, else 503 saying why."""
     if pod.health.config_error is not None:
         raise HTTPException(503, "the targets file is invalid, so nothing can run; see the dashboard")
     if not pod.runner.targets:
         raise HTTPException(503, "no targets are configured")
-    names = _names(pod, target)
-    strict = pod.runner.strict if strict is None else strict
-    asked, deadline = time.time(), time.monotonic() + wait
+    names = _names(pod, options.target)
+    if options.strict is None:
+        options = options.model_copy(update={"strict": pod.runner.strict})
+    asked, deadline = time.time(), time.monotonic() + options.wait
     # a run in flight may not cover the stale targets: join it, then start one that does; never more
     for _ in range(2):
-        stale, remaining = _stale(pod, names, max_age, asked), deadline - time.monotonic()
+        stale, remaining = _stale(pod, names, options.max_age, asked), deadline - time.monotonic()
         if not stale or remaining <= 0:
             break
         done, _ = await asyncio.wait({pod.start_run(stale)}, timeout=remaining)
         if not done:
             break
-    stale = _stale(pod, names, max_age, asked)
-    return _answer(pod, names, stale, max_age=max_age, strict=strict, waited=wait > 0)
+    return _answer(pod, names, _stale(pod, names, options.max_age, asked), options)
 
 
 def _names(pod: Pod, chosen: list[str] | None) -> list[str]:
@@ -124,9 +101,8 @@ def _stale(pod: Pod, names: list[str], max_age: float, asked: float) -> list[str
     return [n for n in names if n not in states or not fresh(n)]
 
 
-def _answer(
-    pod: Pod, names: list[str], stale: list[str], *, max_age: float, strict: bool, waited: bool
-) -> JSONResponse:
+def _answer(pod: Pod, names: list[str], stale: list[str], options: GateOptions) -> JSONResponse:
+    strict, max_age, waited = bool(options.strict), options.max_age, options.wait > 0
     states: list[TargetState] = [pod.history.states[n] for n in names if n in pod.history.states]
     never = [n for n in names if n not in pod.history.states]
     verdict = None if never else verdict_of(states, strict)

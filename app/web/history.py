@@ -8,12 +8,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
-from app.auth import CurrentUser, PageUser
 from app.checks.base import Stage, Status
 from app.history import History
+from app.web.deps import CurrentUser, PageUser, PodDep
 from app.web.errors import problems
 from app.web.pages import templates
-from app.web.pod import Pod, PodDep
+from app.web.pod import Pod
 
 router = APIRouter(tags=["history"])
 STRIP_RUNS = 30  # the dashboard's strip

@@ -6,9 +6,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, cast
-
-from fastapi import Depends, Request
 
 from app.alerts import Alerts
 from app.health import PodHealth
@@ -76,10 +73,3 @@ class Pod:
         states = [s for name, s in self.history.states.items() if name in self.runner.targets]
         failing = [s for s in states if verdict_of([s], strict) == Verdict.NOT_READY]
         self.alerts.after_run(changes, before, verdict_of(states, strict), failing)
-
-
-async def get_pod(request: Request) -> Pod:  # async: a plain def would cost a thread hop per request
-    return cast(Pod, request.app.state.pod)
-
-
-PodDep = Annotated[Pod, Depends(get_pod)]

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from notify import Result
 
 from app.notify import email_message, slack_payload, teams_payload
-from tests.pipeline.conftest import Receiver
+from tests.pipeline.helpers import Receiver
 from tests.servers import free_port
 
 RESULT = Result(

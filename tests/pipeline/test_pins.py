@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pipeline.conftest import ROOT
+from tests.pipeline.helpers import ROOT
 
 GITHUB = ROOT / ".github"
 RECORD = GITHUB / "pins.yaml"

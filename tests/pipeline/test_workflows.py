@@ -10,11 +10,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import health_gate
+import helm_release
 import pytest
 import yaml
 
-from tests.pipeline.conftest import ROOT, SCRIPTS
+from tests.pipeline.helpers import ROOT, SCRIPTS
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
@@ -245,7 +245,7 @@ def test_workflows_call_modules_that_exist_and_every_module_is_used() -> None:
     called = set(re.findall(r"python \.github/scripts/(\w+)\.py", text))
     modules = {path.stem for path in SCRIPTS.glob("*.py")}
     assert called <= modules, called - modules
-    assert modules - called == {"versions", "actions_io"}  # the two shared helpers
+    assert modules - called == {"versions", "actions_io", "helm_release"}  # helpers the called modules import
 
 
 def test_tool_pins_agree_with_the_ci_script_and_requirements() -> None:
@@ -324,7 +324,7 @@ def test_the_gate_after_a_rollback_is_the_gate_after_a_deploy() -> None:
 
 
 def test_the_gate_reads_what_locate_writes() -> None:
-    fields = {field.name for field in dataclasses.fields(health_gate.Located)}
+    fields = {field.name for field in dataclasses.fields(helm_release.Located)}
     for path in (WORKFLOWS / "release.yml", WORKFLOWS / "rollback.yml"):
         used = set(re.findall(r"steps\.locate\.outputs\.(\w+)", path.read_text()))
         assert used and used <= fields, (path.name, used - fields)

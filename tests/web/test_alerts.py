@@ -9,8 +9,7 @@ from concurrent.futures import wait
 import pytest
 
 from tests.servers import StallServer, free_port
-from tests.web.conftest import MakeClient
-from tests.web.helpers import bearer, tcp_target, wait_for_verdict
+from tests.web.helpers import MakeClient, bearer, tcp_target, wait_for_verdict
 
 SECRET_PATH = "/hooks/T0/B0/very-secret-path"
 

@@ -9,8 +9,7 @@ from app.checks.base import Status
 from app.results import Result, Run
 from app.web.pod import Pod
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import bearer, login, tcp_target, wait_for_verdict
+from tests.web.helpers import MakeClient, bearer, login, tcp_target, wait_for_verdict
 
 GATE = "/api/readiness-gate"
 

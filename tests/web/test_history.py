@@ -10,8 +10,7 @@ from xml.etree import ElementTree as ET
 from fastapi.testclient import TestClient
 
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import bearer, login, tcp_target, wait_for_verdict
+from tests.web.helpers import MakeClient, bearer, login, tcp_target, wait_for_verdict
 
 
 def test_a_real_one_second_schedule_runs_and_shows_its_next_run(make_client: MakeClient, stall: StallServer) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ SERVE_ENVIRONMENT = """environment (a file named like the setting in TESTPOD_SEC
   TESTPOD_SESSION_MINUTES     how long a login lasts (default 480)
   TESTPOD_RUN_ON_START        check every target once at start-up (default true)
   TESTPOD_STRICT              warnings count as failures (default false)
+  TESTPOD_MAX_CONCURRENT_CHECKS  checks at once; the others wait as pending (default 32)
   TESTPOD_COOKIE_SECURE       Secure cookies even over http, behind a TLS-terminating ingress (default false)
   TESTPOD_DEV_MODE            accept weak secrets and serve /openapi.json (default false)
   TESTPOD_SCHEDULE_SECONDS    run every target every N seconds (at least 1; unset: no schedule)
@@ -71,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--only", action="append", metavar="NAME", help="check only this target (repeatable)")
     check.add_argument("--strict", action="store_true", help="warnings make the verdict not ready")
     check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
+    check.add_argument(
+        "--validate", action="store_true", help="only load and validate the targets file (exit 0 or 2), check nothing"
+    )
+    check.add_argument("--concurrency", type=_positive, default=None, metavar="N", help="checks at once (default: 32)")
 
     serve = commands.add_parser(
         "serve",
@@ -94,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1000")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
@@ -106,20 +118,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from app import report
+    from app import report, target_secrets
     from app.config import ConfigError, load_targets
     from app.results import Result
-    from app.runner import Runner, run_targets
+    from app.runner import DEFAULT_CONCURRENCY, Runner, run_targets
+    from app.sanitization import scrub_logs
 
     config = args.config or os.environ.get("TESTPOD_CONFIG")
     if not config:
         config = str(DEMO_CONFIG)
         print(f"no --config and no TESTPOD_CONFIG: checking the built-in demo targets ({config})", file=sys.stderr)
     try:
-        targets = load_targets(config)
+        targets = load_targets(config, target_secrets.environ())
     except ConfigError as error:
         print(f"config error in {config}:\n{error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.validate:
+        print(f"{config}: {len(targets)} target(s), all valid")
+        return EXIT_READY
+    # libraries log their own warnings (a driver quoting the server) on stderr: never with a secret in them
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    scrub_logs(secret for target in targets for secret in target.secrets())
     runner = Runner(targets, strict=args.strict)
     try:
         selected = runner.select(args.only)
@@ -136,7 +155,8 @@ def check(args: argparse.Namespace) -> int:
         if live:
             print(f"  {result.status.upper():7} {result.name} ({result.duration_ms / 1000:.2f}s)", file=sys.stderr)
 
-    run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress))
+    concurrency = args.concurrency or DEFAULT_CONCURRENCY
+    run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress, concurrency=concurrency))
     rendered = report.RENDERERS[args.format].render(run)
     if args.output:
         try:
@@ -150,8 +170,6 @@ def check(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import logging
-
     import uvicorn
     from pydantic import ValidationError
 

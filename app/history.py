@@ -94,6 +94,11 @@ class History:
             self.states = {n: s for n, s in store.load_states().items() if known is None or n in known}
         self._next_id = (self.runs[-1].id + 1) if self.runs else 1
 
+    @property
+    def recorded(self) -> int:
+        """How many runs have been recorded (pruned ones included): changes with every run recorded."""
+        return self._next_id - 1
+
     def record(self, run: Run) -> list[Change]:
         """Remember a finished run; returns the targets whose status changed."""
         finished = run.finished_at or run.started_at

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import __version__
+from app import __version__, target_secrets
 from app.alerts import Alerts
 from app.auth import Authenticator
 from app.checks.base import Target
@@ -26,13 +26,14 @@ from app.config import ConfigError, Settings, load_targets
 from app.health import PodHealth
 from app.history import Flapping, History
 from app.metrics import Metrics
-from app.runner import Runner
+from app.runner import Runner, warm_up
+from app.sanitization import scrub_logs
 from app.schedule import Schedule
 from app.store import Store
 from app.tokens import GateTokens
 from app.web import api, errors, gate, pages, status
 from app.web import history as history_routes
-from app.web.middleware import BodyLimit, CatchAll, SecurityHeaders
+from app.web.middleware import BodyLimit, CatchAll, HeadAsGet, SecurityHeaders
 from app.web.pod import Pod
 
 MAX_BODY_BYTES = 64 * 1024  # logins and run requests are tiny; nothing here takes an upload
@@ -41,7 +42,8 @@ log = logging.getLogger("app")
 
 def create_app(settings: Settings) -> FastAPI:
     targets, config_error = _load(settings.config)
-    runner = Runner(targets, strict=settings.strict)
+    scrub_logs(secret for target in targets for secret in target.secrets())
+    runner = Runner(targets, strict=settings.strict, concurrency=settings.max_concurrent_checks)
     health = PodHealth(config_error=config_error)
     store = Store(settings.data_dir / "history.sqlite3") if settings.data_dir is not None else None
     history = History(
@@ -52,11 +54,11 @@ def create_app(settings: Settings) -> FastAPI:
         targets=[t.name for t in targets],
     )
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
-    pod = Pod(runner, health, metrics, history, GateTokens(store))
+    pod = Pod(runner, health, metrics, history, GateTokens(store), reload=_reloader(settings.config))
     metrics.follow(history, lambda: pod.schedule.next_at if pod.schedule else None)
     pod.alerts = Alerts.from_settings(settings, metrics.notified)
     if settings.schedule_seconds is not None and targets:
-        pod.schedule = Schedule(settings.schedule_seconds, pod.start_run, jitter=settings.schedule_jitter)
+        pod.schedule = Schedule(settings.schedule_seconds, pod.scheduled_run, jitter=settings.schedule_jitter)
     authenticator, generated_password = Authenticator.from_settings(settings)
     if generated_password is not None:
         _announce(settings.auth_username, generated_password)
@@ -66,6 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # before the server listens (so before its startup probe passes), off the event loop
+        await asyncio.to_thread(warm_up, targets)
         if run_on_start:
             pod.start_run()  # so the dashboard has a verdict when someone first opens it
         scheduled = asyncio.create_task(pod.schedule.loop()) if pod.schedule is not None else None
@@ -98,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet)
     app.include_router(status.router)
     app.include_router(api.router)
     app.include_router(gate.router)
@@ -112,12 +117,18 @@ def _load(path: Path | None) -> tuple[list[Target], str | None]:
         log.warning("no targets file (TESTPOD_CONFIG is not set): the dashboard explains how to add targets")
         return [], None
     try:
-        targets = load_targets(path)
+        targets = load_targets(path, target_secrets.environ())
     except ConfigError as error:
         log.error("the targets file %s is invalid; the pod will not become ready until it is fixed:\n%s", path, error)
         return [], str(error)
     log.info("loaded %d targets from %s", len(targets), path)
     return targets, None
+
+
+def _reloader(path: Path | None) -> Callable[[], list[Target]] | None:
+    if path is None:
+        return None
+    return lambda: load_targets(path, target_secrets.environ())
 
 
 def _announce(username: str, password: str) -> None:

@@ -5,11 +5,12 @@ Results are redacted when they are made (runner), so every renderer here can pri
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree import ElementTree as ET
 
 from app import __version__
@@ -18,6 +19,9 @@ from app.results import Result, Run
 
 # A target's history as the API serves it (app.web.history.TargetHistory, dumped to JSON types), by target name.
 History = Mapping[str, Mapping[str, Any]]
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 _MARK = {Status.PASSED: "PASS", Status.WARNING: "WARN", Status.FAILED: "FAIL"}
 
@@ -118,10 +122,15 @@ def to_html(run: Run, history: History | None = None) -> str:
 
     Every value is escaped by the template engine: target descriptions and remote error text are untrusted.
     """
+    generated = datetime.now().astimezone()
+    return _html_template().render(run=run, version=__version__, generated=generated, history=history or {})
+
+
+@functools.cache
+def _html_template() -> Template:
     from jinja2 import Environment
 
-    template = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(_HTML)
-    return template.render(run=run, version=__version__, generated=datetime.now().astimezone(), history=history or {})
+    return Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(_HTML)
 
 
 _HTML = """<!DOCTYPE html>

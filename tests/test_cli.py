@@ -169,3 +169,14 @@ def test_strict_turns_a_warning_into_not_ready(tmp_path: Path, capsys: pytest.Ca
         assert "WARN    portal" in capsys.readouterr().out
         assert main(["check", "--config", str(path), "--strict"]) == 1
         assert "NOT READY: 0 passed, 1 warning, 0 failed" in capsys.readouterr().out
+
+
+def test_validate_checks_nothing_and_exits_0_or_2(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--validate", "--config", str(config)]) == 0
+    assert "3 target(s), all valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("targets:\n  - {name: db, kind: tcp, host: 127.0.0.1, port: 70000}\n")
+    assert main(["check", "--validate", "--config", str(bad)]) == 2
+    assert "targets[0].port" in capsys.readouterr().err

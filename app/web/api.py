@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response, status
@@ -59,6 +60,13 @@ def token(
     return Token(access_token=issued.token, expires_in=issued.max_age)
 
 
+@router.post("/token/revoke", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403))
+async def revoke_token(authenticator: AuthenticatorDep, user: CurrentUser) -> Response:
+    """Revoke the token this request authenticates with (a script's Bearer token, or the browser's session)."""
+    authenticator.revoke(user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/targets", response_model=list[TargetInfo], responses=problems(401))
 async def targets(pod: PodDep, user: CurrentUser) -> list[TargetInfo]:
     """The configured targets (names and kinds only: connection fields and secrets stay in the pod)."""
@@ -78,28 +86,28 @@ async def targets(pod: PodDep, user: CurrentUser) -> list[TargetInfo]:
 )
 async def start_run(pod: PodDep, user: CurrentUser, target: TargetQuery = None) -> Response:
     """Start a run of every target (or of one) and return at once; while a run is in flight, join it."""
+    pod.refresh()
     if pod.health.config_error is not None:
         raise HTTPException(409, f"the targets file is invalid, so nothing can run:\n{pod.health.config_error}")
     if not pod.runner.targets:
         raise HTTPException(409, "no targets are configured: set `targets:` in the Helm values (or TESTPOD_CONFIG)")
     names = [_known(pod, target)] if target is not None else None
     pod.start_run(names)
-    return _document(_current(pod), status.HTTP_202_ACCEPTED)
+    return _document(await _rendered(pod, "results", _to_json), status.HTTP_202_ACCEPTED)
 
 
 @router.get("/results", response_model=RunDocument, responses=problems(401, 404))
 async def results(pod: PodDep, user: CurrentUser, target: TargetQuery = None) -> Response:
     """The latest run; while one is in flight, the results landed so far and the targets still `pending`."""
-    name = _known(pod, target) if target is not None else None
-    run = _current(pod)
-    if name is not None:
-        run = run.model_copy(
-            update={
-                "results": [r for r in run.results if r.name == name],
-                "pending": [p for p in run.pending if p == name],
-            }
-        )
-    return _document(run)
+    if target is None:
+        return _document(await _rendered(pod, "results", _to_json))
+    name = _known(pod, target)
+
+    def one_target(run: Run) -> bytes:
+        only = {"results": [r for r in run.results if r.name == name], "pending": [p for p in run.pending if p == name]}
+        return _to_json(run.model_copy(update=only))
+
+    return _document(await _rendered(pod, f"results:{name}", one_target))
 
 
 ReportFormat = Literal["json", "junit", "html"]
@@ -118,24 +126,38 @@ async def download_report(
 ) -> Response:
     """The latest run as a file to attach to a support ticket (secrets are redacted from every result).
     With `history=true` it carries the recent runs of the targets it covers."""
-    run = _current(pod)
     renderer = report.RENDERERS[format]
-    past = history_document(pod, [r.name for r in run.results], PAGE_RUNS) if history else None
-    body = renderer.render(run, None if past is None else {t.name: t.model_dump(mode="json") for t in past.targets})
+    past = _history_of(pod, pod.runner.current()) if history else None  # on the loop: the history changes there
+    name = f"report:{format}:history" if history else f"report:{format}"
+    run, body = await _rendered_run(pod, name, lambda run: renderer.render(run, past).encode())
     stamp = (run.finished_at or run.started_at).strftime("%Y%m%d-%H%M%S")
     filename = f"airia-test-pod-report-{stamp}.{renderer.extension}"
     return Response(
-        body,
-        media_type=renderer.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        body, media_type=renderer.media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
 
 
-def _current(pod: Pod) -> Run:
-    run = pod.runner.current()
+def _to_json(run: Run) -> bytes:
+    # the exact text `check --format json` prints, so scripts can treat both the same way
+    return report.RENDERERS["json"].render(run).encode()
+
+
+def _history_of(pod: Pod, run: Run | None) -> report.History | None:
     if run is None:
+        return None
+    past = history_document(pod, [r.name for r in run.results], PAGE_RUNS)
+    return {t.name: t.model_dump(mode="json") for t in past.targets}
+
+
+async def _rendered_run(pod: Pod, name: str, render: Callable[[Run], bytes]) -> tuple[Run, bytes]:
+    rendered = await pod.rendered(name, render)
+    if rendered is None:
         raise HTTPException(404, "no run yet: start one with POST /api/runs")
-    return run
+    return rendered
+
+
+async def _rendered(pod: Pod, name: str, render: Callable[[Run], bytes]) -> bytes:
+    return (await _rendered_run(pod, name, render))[1]
 
 
 def _known(pod: Pod, name: str) -> str:
@@ -145,6 +167,5 @@ def _known(pod: Pod, name: str) -> str:
     return name
 
 
-def _document(run: Run, status_code: int = 200) -> Response:
-    # the exact text `check --format json` prints, so scripts can treat both the same way
-    return Response(report.to_json(run), status_code=status_code, media_type="application/json")
+def _document(body: bytes, status_code: int = 200) -> Response:
+    return Response(body, status_code=status_code, media_type="application/json")

@@ -38,9 +38,14 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 def _allowed(request: Request) -> str:
     methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
+    routes = list(request.app.routes)
+    while routes:
+        route = routes.pop()
+        # newer FastAPI keeps an included router as one entry; its own router holds the routes
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            routes.extend(included.routes)
+        elif route.matches(request.scope)[0] != Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return ", ".join(sorted(methods))
 

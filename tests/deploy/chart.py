@@ -51,11 +51,17 @@ def objects(rendered: str) -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(rendered) if document]
 
 
+def _hook_events(document: dict[str, Any]) -> set[str]:
+    annotation = (document["metadata"].get("annotations") or {}).get("helm.sh/hook", "")
+    return {event.strip() for event in annotation.split(",") if event.strip()}
+
+
 def one(rendered: str | list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    """The release's one object of `kind` (hooks left out: see `hook`)."""
     found = [
         o
         for o in (objects(rendered) if isinstance(rendered, str) else rendered)
-        if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)
+        if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix) and not _hook_events(o)
     ]
     assert len(found) == 1, f"expected one {kind}{' *' + name_suffix if name_suffix else ''}, found {len(found)}"
     return found[0]
@@ -64,3 +70,14 @@ def one(rendered: str | list[dict[str, Any]], kind: str, name_suffix: str = "") 
 def container(pod_spec: dict[str, Any]) -> dict[str, Any]:
     (only,) = pod_spec["containers"]
     return dict(only)
+
+
+def hook(rendered: str | list[dict[str, Any]], event: str, kind: str = "Pod") -> dict[str, Any]:
+    """The one hook object of `kind` that runs on `event` (test, pre-install, pre-delete ...)."""
+    found = [
+        o
+        for o in (objects(rendered) if isinstance(rendered, str) else rendered)
+        if o["kind"] == kind and event in _hook_events(o)
+    ]
+    assert len(found) == 1, f"expected one {kind} hook on {event}, found {len(found)}"
+    return found[0]

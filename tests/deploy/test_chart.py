@@ -27,6 +27,7 @@ from tests.deploy.chart import (
     NAMESPACE,
     RELEASE,
     container,
+    hook,
     objects,
     one,
     render,
@@ -255,7 +256,7 @@ def test_checkov_finds_nothing_and_every_skip_is_justified(tmp_path: Path) -> No
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
 def test_pods_are_hardened(values: Path) -> None:
     rendered = objects(render(values))
-    for spec in (one(rendered, "Deployment")["spec"]["template"]["spec"], one(rendered, "Pod")["spec"]):
+    for spec in (one(rendered, "Deployment")["spec"]["template"]["spec"], hook(rendered, "test")["spec"]):
         assert spec["automountServiceAccountToken"] is False
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] >= 10000 and pod["runAsGroup"] >= 10000
@@ -279,7 +280,7 @@ def test_pods_are_hardened(values: Path) -> None:
 def test_labels_and_selectors(values: Path) -> None:
     rendered = objects(render(values))
     selector = {"app.kubernetes.io/name": "airia-test-pod", "app.kubernetes.io/instance": RELEASE}
-    deployment, service, check = one(rendered, "Deployment"), one(rendered, "Service"), one(rendered, "Pod")
+    deployment, service, check = one(rendered, "Deployment"), one(rendered, "Service"), hook(rendered, "test")
     assert deployment["spec"]["selector"]["matchLabels"] == selector
     assert service["spec"]["selector"] == selector
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -358,10 +359,18 @@ def test_no_secret_value_is_written_into_the_config_map() -> None:
 
 
 def _secret_env(spec: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Variable -> (Secret, key), from the projected volume of secret files the container mounts."""
+    volume = next((v for v in spec["volumes"] if v["name"] == "target-secrets"), None)
+    if volume is None:
+        return {}
+    mount = next(m for m in container(spec)["volumeMounts"] if m["name"] == "target-secrets")
+    env = {e["name"]: e.get("value") for e in container(spec)["env"]}
+    assert env["TESTPOD_TARGET_SECRETS_DIR"] == mount["mountPath"]
+    assert not [e for e in container(spec)["env"] if "secretKeyRef" in e.get("valueFrom", {})], "secrets as files"
     return {
-        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-        for e in container(spec).get("env", [])
-        if "secretKeyRef" in e.get("valueFrom", {})
+        item["path"]: (source["secret"]["name"], item["key"])
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
     }
 
 
@@ -410,21 +419,21 @@ def test_the_rendered_config_loads_in_the_cli_with_the_env_the_chart_sets(values
                 )
                 assert expected in target.secrets(), f"{target.name}.{field}"
     # the helm test pod reads the same file with the same variables
-    check = one(rendered, "Pod")["spec"]
+    check = hook(rendered, "test")["spec"]
     assert _secret_env(check) == _secret_env(spec)
     assert {"name": "targets", "configMap": {"name": FULLNAME}} in check["volumes"]
 
 
 def test_the_helm_test_hook_runs_the_check_command() -> None:
     rendered = objects(render(VALUES["hardened-values"]))
-    pod = one(rendered, "Pod")
+    pod = hook(rendered, "test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["spec"]["restartPolicy"] == "Never"
     main = container(pod["spec"])
     assert main["args"] == ["check", "--config", CONFIG_PATH, "--strict"]  # strict: true in these values
     mount = next(m for m in main["volumeMounts"] if m["name"] == "targets")
     assert mount["mountPath"] == CONFIG_PATH
-    assert "--strict" not in container(one(render(VALUES["minimal-values"]), "Pod")["spec"])["args"]
+    assert "--strict" not in container(hook(render(VALUES["minimal-values"]), "test")["spec"])["args"]
 
 
 def test_checksums_roll_the_pod_when_targets_or_their_secrets_change() -> None:
@@ -450,7 +459,7 @@ def test_network_policy_opens_the_port_and_the_egress_the_values_ask_for() -> No
     # it selects both pods of the release
     for labels in (
         one(default, "Deployment")["spec"]["template"]["metadata"]["labels"],
-        one(default, "Pod")["metadata"]["labels"],
+        hook(default, "test")["metadata"]["labels"],
     ):
         assert policy["podSelector"]["matchLabels"].items() <= labels.items()
 
@@ -543,3 +552,32 @@ def test_continuous_readiness_values_reach_the_settings(monkeypatch: pytest.Monk
     assert not [d for d in minimal if d["kind"] == "PersistentVolumeClaim"]
     minimal_env = {e["name"] for e in container(one(minimal, "Deployment")["spec"]["template"]["spec"])["env"]}
     assert "TESTPOD_SCHEDULE_SECONDS" not in minimal_env and "TESTPOD_DATA_DIR" not in minimal_env
+
+
+def test_the_app_validates_the_targets_before_anything_is_installed_or_replaced() -> None:
+    rendered = objects(render(VALUES["full-values"]))
+    config = hook(rendered, "pre-install", "ConfigMap")
+    pod = hook(rendered, "pre-upgrade")
+    assert _hook_annotations(pod)["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(_hook_annotations(config)["helm.sh/hook-weight"]) < int(_hook_annotations(pod)["helm.sh/hook-weight"])
+    assert config["data"]["targets.yaml"] == one(rendered, "ConfigMap")["data"]["targets.yaml"]
+    assert _hook_annotations(pod)["helm.sh/hook-output-log-policy"] == "hook-failed"  # helm prints the field
+    main = container(pod["spec"])
+    assert main["args"] == ["check", "--validate", "--config", CONFIG_PATH]
+    # every ${VARIABLE} gets a placeholder: no Secret is read (the chart's own does not exist before install)
+    variables = {e["name"] for e in main["env"]}
+    assert variables == set(_secret_env(one(rendered, "Deployment")["spec"]["template"]["spec"]))
+    assert "serviceAccountName" not in pod["spec"]  # the release's account does not exist before install
+
+
+def test_uninstall_removes_the_helm_test_pod_through_a_pre_delete_hook_of_its_name() -> None:
+    rendered = objects(render(VALUES["minimal-values"]))
+    test_pod, cleanup = hook(rendered, "test"), hook(rendered, "pre-delete")
+    assert cleanup["metadata"]["name"] == test_pod["metadata"]["name"]
+    policy = _hook_annotations(cleanup)["helm.sh/hook-delete-policy"].split(",")
+    assert {"before-hook-creation", "hook-succeeded", "hook-failed"} <= set(policy)
+    assert container(cleanup["spec"])["args"] == ["--version"]
+
+
+def _hook_annotations(document: dict[str, Any]) -> dict[str, str]:
+    return dict(document["metadata"]["annotations"])

@@ -103,8 +103,9 @@ The variable is TESTPOD_SECRET_<TARGET>__<FIELD>[__<ENTRY>], upper case, other c
 {{- end }}
 
 {{/*
-The targets file as the pod reads it: each bound secret field becomes `${VARIABLE}` and the variable is set
-from its Secret (airia-test-pod.targetSecretEnv), so no secret is ever written into the ConfigMap.
+The targets file as the pod reads it: each bound secret field becomes `${VARIABLE}`, resolved from the file of
+that name among the mounted Secret keys (airia-test-pod.targetSecretVolume), so no secret is ever written into
+the ConfigMap.
 */}}
 {{- define "airia-test-pod.targetsFile" -}}
 {{- $bindings := include "airia-test-pod.secretBindings" . | fromYamlArray }}
@@ -133,14 +134,48 @@ from its Secret (airia-test-pod.targetSecretEnv), so no secret is ever written i
 {{- toYaml (dict "targets" $targets) }}
 {{- end }}
 
-{{/* One env entry per bound secret field, read from the named Secret or from the chart's own. */}}
-{{- define "airia-test-pod.targetSecretEnv" -}}
+{{/*
+The bound secret fields as files: a projected volume with one file per variable, named like it. Kubernetes
+updates it in place, and the app resolves the targets file against it at every run, so a rotated Secret is
+used by the next run without a restart. Empty when no target has secretRefs.
+*/}}
+{{- define "airia-test-pod.targetSecretSources" -}}
 {{- range $binding := include "airia-test-pod.secretBindings" . | fromYamlArray }}
-- name: {{ $binding.env }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ $binding.secret }}
-      key: {{ $binding.key | quote }}
+- secret:
+    name: {{ $binding.secret }}
+    items:
+      - key: {{ $binding.key | quote }}
+        path: {{ $binding.env }}
+{{- end }}
+{{- end }}
+
+{{- define "airia-test-pod.targetSecretsDir" -}}
+/etc/airia-test-pod/target-secrets
+{{- end }}
+
+{{/* The container's side of those files: where they are mounted, and the variable that tells the app. */}}
+{{- define "airia-test-pod.targetSecretEnv" -}}
+{{- if include "airia-test-pod.targetSecretSources" . }}
+- name: TESTPOD_TARGET_SECRETS_DIR
+  value: {{ include "airia-test-pod.targetSecretsDir" . }}
+{{- end }}
+{{- end }}
+
+{{- define "airia-test-pod.targetSecretMount" -}}
+{{- if include "airia-test-pod.targetSecretSources" . }}
+- name: target-secrets
+  mountPath: {{ include "airia-test-pod.targetSecretsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "airia-test-pod.targetSecretVolume" -}}
+{{- with include "airia-test-pod.targetSecretSources" . }}
+- name: target-secrets
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- . | trim | nindent 6 }}
 {{- end }}
 {{- end }}
 

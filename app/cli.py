@@ -33,6 +33,20 @@ SERVE_ENVIRONMENT = """environment (a file named like the setting in TESTPOD_SEC
   TESTPOD_MAX_CONCURRENT_CHECKS  checks at once; the others wait as pending (default 32)
   TESTPOD_COOKIE_SECURE       Secure cookies even over http, behind a TLS-terminating ingress (default false)
   TESTPOD_DEV_MODE            accept weak secrets and serve /openapi.json (default false)
+  TESTPOD_SCHEDULE_SECONDS    run every target every N seconds (at least 1; unset: no schedule)
+  TESTPOD_SCHEDULE_JITTER     each wait varies by up to this fraction of the interval (default 0.1)
+  TESTPOD_HISTORY_RUNS        runs kept in the history (default 200)
+  TESTPOD_HISTORY_DAYS        days a run is kept (default 7)
+  TESTPOD_FLAP_CHANGES        status changes within the flap window that mark a target flapping (default 3)
+  TESTPOD_FLAP_WINDOW_MINUTES the flap window (default 60)
+  TESTPOD_DATA_DIR            keep the history and gate tokens in an sqlite file there (unset: memory only)
+  TESTPOD_DASHBOARD_URL       the dashboard's address, linked from alerts
+  TESTPOD_ALERT_REMINDER_MINUTES  remind every N minutes while not ready (default 240; 0: never)
+  TESTPOD_ALERT_SLACK_WEBHOOK_URL / TESTPOD_ALERT_TEAMS_WEBHOOK_URL / TESTPOD_ALERT_WEBHOOK_URL (generic JSON)
+                              alert channels; the URLs are secrets
+  TESTPOD_ALERT_SMTP_HOST / TESTPOD_ALERT_SMTP_PORT / TESTPOD_ALERT_SMTP_SECURITY (starttls, ssl, none)
+  TESTPOD_ALERT_SMTP_USERNAME / TESTPOD_ALERT_SMTP_PASSWORD / TESTPOD_ALERT_EMAIL_FROM / TESTPOD_ALERT_EMAIL_TO (a,b)
+                              e-mail alerts
 """
 
 

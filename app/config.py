@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -347,6 +347,27 @@ class Settings(BaseSettings):
     run_on_start: bool = True
     strict: bool = False
     max_concurrent_checks: Annotated[int, Field(ge=1, le=1000)] = DEFAULT_CONCURRENCY
+    # continuous readiness: scheduled runs, their history, the gate (see app.schedule, app.history)
+    schedule_seconds: Annotated[float, Field(ge=1, le=7 * 24 * 3600)] | None = None  # None: no scheduled runs
+    schedule_jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.1  # a fraction of the interval
+    history_runs: Annotated[int, Field(ge=1, le=10_000)] = 200
+    history_days: Annotated[float, Field(gt=0, le=365)] = 7
+    flap_changes: Annotated[int, Field(ge=2, le=100)] = 3
+    flap_window_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 60
+    data_dir: Path | None = None  # the volume for the embedded database; None: history in memory only
+    # alerts on change (app.alerts): a channel is on when its settings are given; URLs and passwords are secrets
+    dashboard_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = None
+    alert_reminder_minutes: Annotated[float, Field(ge=0, le=30 * 24 * 60)] = 240  # 0: no reminders
+    alert_slack_webhook_url: SecretStr | None = None
+    alert_teams_webhook_url: SecretStr | None = None
+    alert_webhook_url: SecretStr | None = None
+    alert_smtp_host: str | None = None
+    alert_smtp_port: Port | None = None
+    alert_smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    alert_smtp_username: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_email_from: str | None = None
+    alert_email_to: str | None = None  # comma-separated
 
     @classmethod
     def settings_customise_sources(
@@ -362,6 +383,16 @@ class Settings(BaseSettings):
         if not directory.is_dir():
             return init_settings, env_settings
         return init_settings, env_settings, SecretsSettingsSource(settings_cls, secrets_dir=directory, env_prefix="")
+
+    @model_validator(mode="after")
+    def _whole_email_channel(self) -> Settings:
+        email = {"ALERT_SMTP_HOST": self.alert_smtp_host, "ALERT_EMAIL_FROM": self.alert_email_from}
+        email["ALERT_EMAIL_TO"] = self.alert_email_to
+        given = [name for name, value in email.items() if value]
+        if given and len(given) < len(email):
+            missing = ", ".join(f"TESTPOD_{name}" for name in email if name not in given)
+            raise ValueError(f"e-mail alerts need {missing} too")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

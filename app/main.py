@@ -7,24 +7,32 @@ the log and to the dashboard, and no run can start until the file is fixed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__, target_secrets
+from app.alerts import Alerts
 from app.auth import Authenticator
 from app.checks.base import Target
 from app.config import ConfigError, Settings, load_targets
 from app.health import PodHealth
+from app.history import Flapping, History
 from app.metrics import Metrics
 from app.runner import Runner, warm_up
 from app.sanitization import scrub_logs
-from app.web import api, errors, pages, status
+from app.schedule import Schedule
+from app.store import Store
+from app.tokens import GateTokens
+from app.web import api, errors, gate, pages, status
+from app.web import history as history_routes
 from app.web.middleware import BodyLimit, CatchAll, HeadAsGet, SecurityHeaders
 from app.web.pod import Pod
 
@@ -37,8 +45,20 @@ def create_app(settings: Settings) -> FastAPI:
     scrub_logs(secret for target in targets for secret in target.secrets())
     runner = Runner(targets, strict=settings.strict, concurrency=settings.max_concurrent_checks)
     health = PodHealth(config_error=config_error)
+    store = Store(settings.data_dir / "history.sqlite3") if settings.data_dir is not None else None
+    history = History(
+        max_runs=settings.history_runs,
+        max_age=timedelta(days=settings.history_days),
+        flap=Flapping(settings.flap_changes, timedelta(minutes=settings.flap_window_minutes)),
+        store=store,
+        targets=[t.name for t in targets],
+    )
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
-    pod = Pod(runner, health, metrics, reload=_reloader(settings.config))
+    pod = Pod(runner, health, metrics, history, GateTokens(store), reload=_reloader(settings.config))
+    metrics.follow(history, lambda: pod.schedule.next_at if pod.schedule else None)
+    pod.alerts = Alerts.from_settings(settings, metrics.notified)
+    if settings.schedule_seconds is not None and targets:
+        pod.schedule = Schedule(settings.schedule_seconds, pod.scheduled_run, jitter=settings.schedule_jitter)
     authenticator, generated_password = Authenticator.from_settings(settings)
     if generated_password is not None:
         _announce(settings.auth_username, generated_password)
@@ -52,8 +72,17 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(warm_up, targets)
         if run_on_start:
             pod.start_run()  # so the dashboard has a verdict when someone first opens it
+        scheduled = asyncio.create_task(pod.schedule.loop()) if pod.schedule is not None else None
         health.started = True
         yield
+        if scheduled is not None:
+            scheduled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduled
+        if pod.alerts is not None:
+            pod.alerts.close()
+        if store is not None:
+            store.close()
 
     app = FastAPI(
         title="airia-test-pod",
@@ -76,6 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(HeadAsGet)
     app.include_router(status.router)
     app.include_router(api.router)
+    app.include_router(gate.router)
+    app.include_router(history_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app

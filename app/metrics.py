@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,6 +29,9 @@ from app import __version__
 from app.checks import facts as fact_names
 from app.checks.base import Scalar, Status
 from app.results import Result, Run, Verdict
+
+if TYPE_CHECKING:
+    from app.history import History
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -54,6 +58,12 @@ class Metrics:
             registry=self.registry,
         )
         self.ready = Gauge("testpod_ready", "1 if the last run's verdict was ready.", registry=self.registry)
+        self.notifications = Counter(
+            "testpod_notifications",
+            "Alert notifications by channel and outcome.",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
         self.latest: dict[str, Result] = {}
         self.observed = 0  # runs recorded so far: a rendering of the metrics is current while this stays the same
         self.registry.register(_TargetCollector(self.latest, running))
@@ -67,6 +77,13 @@ class Metrics:
         self.ready.set(int(verdict == Verdict.READY))
         for result in run.results:
             self.latest[result.name] = result
+
+    def notified(self, channel: str, sent: bool) -> None:
+        self.notifications.labels(channel=channel, outcome="sent" if sent else "failed").inc()
+
+    def follow(self, history: History, next_run: Callable[[], float | None]) -> None:
+        """Export the history's per-target memory and the schedule's next run."""
+        self.registry.register(_HistoryCollector(history, next_run))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -105,6 +122,32 @@ class _TargetCollector(Collector):
                 expiry.add_metric(names, days)
         yield from (status, duration, required, checked, expiry)
         yield GaugeMetricFamily("testpod_run_in_progress", "1 while a run is in flight.", value=float(self.running()))
+
+
+class _HistoryCollector(Collector):
+    def __init__(self, history: History, next_run: Callable[[], float | None]) -> None:
+        self.history = history
+        self.next_run = next_run
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["target", "kind"]
+        changed = GaugeMetricFamily(
+            "testpod_target_last_change_timestamp_seconds", "When the target's status last changed.", labels=labels
+        )
+        flapping = GaugeMetricFamily(
+            "testpod_target_flapping", "1 if the target's status changed often within the flap window.", labels=labels
+        )
+        now = datetime.now(UTC)
+        for name, state in list(self.history.states.items()):
+            names = [name, state.result.kind]
+            changed.add_metric(names, state.changed_at.timestamp())
+            flapping.add_metric(names, float(self.history.flapping(name, now)))
+        yield from (changed, flapping)
+        next_at = self.next_run()
+        if next_at is not None:
+            yield GaugeMetricFamily(
+                "testpod_next_run_timestamp_seconds", "When the next scheduled run starts.", value=next_at
+            )
 
 
 def _days_to_expiry(facts: dict[str, Scalar], now: datetime) -> float | None:

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 from xml.etree import ElementTree as ET
 
 from app import __version__
 from app.checks.base import Status
 from app.results import Result, Run
+
+# A target's history as the API serves it (app.web.history.TargetHistory, dumped to JSON types), by target name.
+History = Mapping[str, Mapping[str, Any]]
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -23,12 +26,14 @@ if TYPE_CHECKING:
 _MARK = {Status.PASSED: "PASS", Status.WARNING: "WARN", Status.FAILED: "FAIL"}
 
 
-def to_json(run: Run) -> str:
+def to_json(run: Run, history: History | None = None) -> str:
     document = {"version": __version__, **run.model_dump(mode="json")}
+    if history is not None:
+        document["history"] = dict(history)
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
-def to_junit(run: Run) -> str:
+def to_junit(run: Run, history: History | None = None) -> str:
     """JUnit XML: one testsuite, one testcase per target; failed → <failure>, warning → <system-out>."""
     failed = sum(r.status == Status.FAILED for r in run.results)
     suite = ET.Element(
@@ -52,6 +57,12 @@ def to_junit(run: Run) -> str:
             name=result.name,
             time=f"{result.duration_ms / 1000:.3f}",
         )
+        if history is not None and result.name in history:
+            past = history[result.name]
+            marks = ET.SubElement(case, "properties")
+            ET.SubElement(marks, "property", name="history", value=" ".join(m["status"] for m in past["runs"]))
+            for key in ("changed_at", "failing_since", "flapping"):
+                ET.SubElement(marks, "property", name=key, value=_property(past[key]))
         if result.status == Status.FAILED:
             failure = ET.SubElement(case, "failure", message=result.cause, type=str(result.stage))
             failure.text = _details(result)
@@ -63,8 +74,16 @@ def to_junit(run: Run) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def to_text(run: Run) -> str:
-    """The terminal table: one line per target, then the cause and remediation of each one that is not clean."""
+def _property(value: Any) -> str:
+    """A JUnit property's value: booleans as JSON spells them, None as empty."""
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def to_text(run: Run, history: History | None = None) -> str:
+    """The terminal table: one line per target, then the cause and remediation of each one that is not clean,
+    then each target's recent statuses when a history is given."""
     width = max([len(r.name) for r in run.results] + [6])
     lines = [f"{'STATUS':6}  {'TARGET':{width}}  {'KIND':10}  {'STAGE':10}  {'TIME':>8}  CAUSE"]
     for r in run.results:
@@ -76,6 +95,13 @@ def to_text(run: Run) -> str:
     for r in run.results:
         if r.status != Status.PASSED:
             lines += ["", f"{r.name}: {r.cause}", f"  fix: {r.remediation}"]
+    past = [(r.name, history[r.name]) for r in run.results if history is not None and r.name in history]
+    if past:
+        lines += ["", "HISTORY (oldest first)"]
+    for name, target in past:
+        flapping = " (flapping)" if target["flapping"] else ""
+        changed = f", changed {target['changed_at']}" if target["changed_at"] else ""
+        lines.append(f"  {name:{width}}  {' '.join(m['status'] for m in target['runs'])}{changed}{flapping}")
     counts = run.counts
     verdict = "READY" if run.verdict == "ready" else "NOT READY"
     lines += [
@@ -91,12 +117,13 @@ def _details(result: Result) -> str:
     return f"stage: {result.stage}\ncause: {result.cause}\nremediation: {result.remediation}\nsteps:\n{steps}\n"
 
 
-def to_html(run: Run) -> str:
+def to_html(run: Run, history: History | None = None) -> str:
     """A self-contained page (styles inline, no script, no external resource) to attach to a support ticket.
 
     Every value is escaped by the template engine: target descriptions and remote error text are untrusted.
     """
-    return _html_template().render(run=run, version=__version__, generated=datetime.now().astimezone())
+    generated = datetime.now().astimezone()
+    return _html_template().render(run=run, version=__version__, generated=generated, history=history or {})
 
 
 @functools.cache
@@ -169,6 +196,18 @@ td, dd { overflow-wrap: anywhere; } dt { font-weight: 600; } dd { margin: 0 0 .4
 {% endfor %}
 </table>
 {% endif %}
+{% if history[r.name] %}
+{% set past = history[r.name] %}
+<p>History: last change {{ past.changed_at or "-" }}
+{% if past.failing_since %}, failing since {{ past.failing_since }}{% endif %}
+{% if past.flapping %}, <strong>flapping</strong>{% endif %}.</p>
+<table><tr><th>Run finished</th><th>Status</th><th>Stage</th><th>Cause</th></tr>
+{% for m in past.runs | reverse %}
+<tr class="{{ m.status }}"><td>{{ m.finished_at }}</td><td class="status">{{ m.status }}</td>
+<td>{{ m.stage or "" }}</td><td>{{ m.cause }}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
 {% if r.facts %}
 <table><tr><th>Fact</th><th>Value</th></tr>
 {% for key, value in r.facts.items() %}
@@ -183,9 +222,13 @@ td, dd { overflow-wrap: anywhere; } dt { font-weight: 600; } dd { margin: 0 0 .4
 """
 
 
+class Render(Protocol):
+    def __call__(self, run: Run, history: History | None = None) -> str: ...
+
+
 @dataclass(frozen=True)
 class Renderer:
-    render: Callable[[Run], str]
+    render: Render  # with a history, the report carries the recent runs of the targets it covers
     media_type: str
     extension: str  # of a downloaded report file
 

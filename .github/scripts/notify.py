@@ -1,5 +1,8 @@
 """Release and rollback notifications: Slack, Microsoft Teams and email, built from one structured result.
 
+The payloads and the delivery are the app's own notification module (app/notify.py), the one the pod's alerts
+use too; this script only knows what a release's outcome is and which environment variables configure it.
+
 Each channel is configured by environment variables (the workflow maps its secrets onto them). A channel whose
 settings are missing is skipped with a notice; a channel that fails gets a warning. Either way the exit code is
 0: a notification never changes the outcome of the workflow that sends it. Webhook URLs are secrets and never
@@ -19,15 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import smtplib
-import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+# The workflow runs this file from the repository root as a script: the app's package is two levels up.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from app.notify import Message, NotConfigured, Smtp, send_email, send_webhook, slack_payload, teams_payload
 
 GOOD_OUTCOMES = frozenset({"success", "released"})
 
@@ -54,9 +60,15 @@ class Result:
             ("Image digest", self.digest or "unknown"),
         ]
 
-
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    def message(self) -> Message:
+        return Message(
+            title=self.title,
+            facts=self.facts(),
+            good=self.outcome in GOOD_OUTCOMES,
+            link=self.run_url,
+            link_text="Open the run",
+            event=self.outcome,
+        )
 
 
 def release_outcome(needs: Mapping[str, Any]) -> tuple[str, str]:
@@ -78,104 +90,13 @@ def release_outcome(needs: Mapping[str, Any]) -> tuple[str, str]:
     return ("success" if results.get("deploy") == "success" else "released"), ""
 
 
-def slack_payload(result: Result) -> dict[str, Any]:
-    """A Block Kit message; `text` is the fallback shown in notifications."""
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": result.title[:150]}},
-        {
-            "type": "section",
-            "fields": [
-                {"type": "mrkdwn", "text": f"*{name}*\n{_slack_escape(value)}"} for name, value in result.facts()
-            ],
-        },
-    ]
-    if result.run_url:
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {"type": "button", "text": {"type": "plain_text", "text": "Open the run"}, "url": result.run_url}
-                ],
-            }
-        )
-    return {"text": _slack_escape(result.title), "blocks": blocks}
-
-
-def teams_payload(result: Result) -> dict[str, Any]:
-    """An Adaptive Card wrapped the way a Teams Workflows webhook expects it."""
-    card: dict[str, Any] = {
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-        "type": "AdaptiveCard",
-        "version": "1.4",
-        "body": [
-            {
-                "type": "TextBlock",
-                "text": result.title,
-                "size": "Large",
-                "weight": "Bolder",
-                "wrap": True,
-                "color": "Good" if result.outcome in GOOD_OUTCOMES else "Attention",
-            },
-            {"type": "FactSet", "facts": [{"title": name, "value": value} for name, value in result.facts()]},
-        ],
-    }
-    if result.run_url:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the run", "url": result.run_url}]
-    return {
-        "type": "message",
-        "attachments": [
-            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
-        ],
-    }
-
-
-def email_message(result: Result, sender: str, recipients: Sequence[str]) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = result.title
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    body = "\n".join(f"{name}: {value}" for name, value in result.facts())
-    message.set_content(f"{result.title}\n\n{body}\n" + (f"\nRun: {result.run_url}\n" if result.run_url else ""))
-    return message
-
-
-def send_webhook(client: httpx.Client, url: str, payload: Mapping[str, Any]) -> str | None:
-    """POST the payload; None on success, else a reason that never contains the (secret) URL."""
-    try:
-        response = client.post(url, json=payload)
-    except httpx.HTTPError as error:
-        return type(error).__name__
-    return None if response.is_success else f"HTTP {response.status_code}"
-
-
-def send_email(settings: Mapping[str, str], message: EmailMessage, timeout: float = 30.0) -> str | None:
-    """Deliver over SMTP; None on success, else the reason."""
-    host, security = settings["SMTP_HOST"], settings.get("SMTP_SECURITY", "starttls")
-    port = int(settings.get("SMTP_PORT") or (465 if security == "ssl" else 587))
-    try:
-        smtp = (
-            smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
-            if security == "ssl"
-            else smtplib.SMTP(host, port, timeout=timeout)
-        )
-        with smtp:
-            if security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-            if settings.get("SMTP_USERNAME"):
-                smtp.login(settings["SMTP_USERNAME"], settings.get("SMTP_PASSWORD", ""))
-            smtp.send_message(message)
-    except (OSError, smtplib.SMTPException) as error:
-        code = getattr(error, "smtp_code", None)
-        return f"{type(error).__name__}" + (f" (SMTP {code})" if code else "")
-    return None
-
-
 def notify(result: Result, env: Mapping[str, str], client: httpx.Client) -> dict[str, str]:
     """Send on every configured channel. Returns channel → "sent" | "skipped: …" | "failed: …"."""
     outcomes: dict[str, str] = {}
+    message = result.message()
     for channel, variable, payload in (
-        ("slack", "SLACK_WEBHOOK_URL", slack_payload(result)),
-        ("teams", "TEAMS_WEBHOOK_URL", teams_payload(result)),
+        ("slack", "SLACK_WEBHOOK_URL", slack_payload(message)),
+        ("teams", "TEAMS_WEBHOOK_URL", teams_payload(message)),
     ):
         url = env.get(variable, "")
         if not url:
@@ -183,15 +104,15 @@ def notify(result: Result, env: Mapping[str, str], client: httpx.Client) -> dict
             continue
         error = send_webhook(client, url, payload)
         outcomes[channel] = f"failed: {error}" if error else "sent"
-    missing = [name for name in ("SMTP_HOST", "NOTIFY_EMAIL_FROM", "NOTIFY_EMAIL_TO") if not env.get(name)]
-    if missing:
-        outcomes["email"] = f"skipped: {', '.join(missing)} not set"
-    elif env.get("SMTP_SECURITY", "starttls") not in ("starttls", "ssl", "none"):
-        outcomes["email"] = "failed: SMTP_SECURITY must be starttls, ssl or none"
+    try:
+        smtp = Smtp.from_env(env)
+    except NotConfigured as error:
+        outcomes["email"] = f"skipped: {error}"
+    except ValueError as error:
+        outcomes["email"] = f"failed: {error}"
     else:
-        recipients = [address.strip() for address in env["NOTIFY_EMAIL_TO"].split(",") if address.strip()]
-        error = send_email(env, email_message(result, env["NOTIFY_EMAIL_FROM"], recipients))
-        outcomes["email"] = f"failed: {error}" if error else "sent"
+        error_text = send_email(smtp, message)
+        outcomes["email"] = f"failed: {error_text}" if error_text else "sent"
     return outcomes
 
 

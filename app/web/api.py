@@ -13,6 +13,7 @@ from app.auth import LoginRejected, LoginThrottled
 from app.results import Run
 from app.web.deps import AuthenticatorDep, CurrentUser, PodDep
 from app.web.errors import problems
+from app.web.history import PAGE_RUNS, history_document
 from app.web.pod import Pod
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -120,10 +121,15 @@ ReportFormat = Literal["json", "junit", "html"]
         **problems(401, 404),
     },
 )
-async def download_report(pod: PodDep, user: CurrentUser, format: ReportFormat = "html") -> Response:
-    """The latest run as a file to attach to a support ticket (secrets are redacted from every result)."""
+async def download_report(
+    pod: PodDep, user: CurrentUser, format: ReportFormat = "html", history: bool = False
+) -> Response:
+    """The latest run as a file to attach to a support ticket (secrets are redacted from every result).
+    With `history=true` it carries the recent runs of the targets it covers."""
     renderer = report.RENDERERS[format]
-    run, body = await _rendered_run(pod, f"report:{format}", lambda run: renderer.render(run).encode())
+    past = _history_of(pod, pod.runner.current()) if history else None  # on the loop: the history changes there
+    name = f"report:{format}:history" if history else f"report:{format}"
+    run, body = await _rendered_run(pod, name, lambda run: renderer.render(run, past).encode())
     stamp = (run.finished_at or run.started_at).strftime("%Y%m%d-%H%M%S")
     filename = f"airia-test-pod-report-{stamp}.{renderer.extension}"
     return Response(
@@ -134,6 +140,13 @@ async def download_report(pod: PodDep, user: CurrentUser, format: ReportFormat =
 def _to_json(run: Run) -> bytes:
     # the exact text `check --format json` prints, so scripts can treat both the same way
     return report.RENDERERS["json"].render(run).encode()
+
+
+def _history_of(pod: Pod, run: Run | None) -> report.History | None:
+    if run is None:
+        return None
+    past = history_document(pod, [r.name for r in run.results], PAGE_RUNS)
+    return {t.name: t.model_dump(mode="json") for t in past.targets}
 
 
 async def _rendered_run(pod: Pod, name: str, render: Callable[[Run], bytes]) -> tuple[Run, bytes]:

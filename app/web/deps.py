@@ -1,4 +1,5 @@
-"""Every FastAPI dependency of the routes: the pod, the authenticator and the user behind a request."""
+"""Every FastAPI dependency of the routes: the pod, the authenticator, the user behind a request and the reader
+of the readiness gate."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
 from app.auth import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, Authenticator, LoginRequired, User
+from app.tokens import PREFIX
 from app.web.pod import Pod
 
 
@@ -65,6 +67,23 @@ async def page_user(request: Request, authenticator: Annotated[Authenticator, De
         raise
 
 
+async def gate_reader(
+    request: Request,
+    pod: PodDep,
+    authenticator: Annotated[Authenticator, Depends(get_authenticator)],
+    bearer: Annotated[str | None, Depends(_bearer)],
+) -> str:
+    """Who reads the gate: a gate token's name, or the logged-in admin (Bearer token or session)."""
+    if bearer is not None and bearer.startswith(PREFIX):
+        token = pod.gate_tokens.verify(bearer)
+        if token is None:
+            raise _unauthorized(
+                "the gate token is unknown or was revoked; the admin creates one with POST /api/gate-tokens"
+            )
+        return f"gate token {token.name}"
+    return (await current_user(request, authenticator, bearer)).name
+
+
 async def _sent_csrf(request: Request) -> str:
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
@@ -80,3 +99,4 @@ def _unauthorized(detail: str) -> HTTPException:
 CurrentUser = Annotated[User, Depends(current_user)]
 PageUser = Annotated[User, Depends(page_user)]
 AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+GateReader = Annotated[str, Depends(gate_reader)]  # a gate token's name or the admin's: can read the verdict

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.auth import LoginRequired
 
@@ -30,7 +31,23 @@ async def _http_error(request: Request, error: Exception) -> Response:
         detail = f"no such route: {request.url.path}"
     elif error.status_code == 405 and detail == "Method Not Allowed":
         detail = f"{request.method} is not allowed on {request.url.path}"
+        # Starlette names only the first route's methods; a path served by several routes allows them all
+        return JSONResponse({"detail": detail}, status_code=405, headers={"Allow": _allowed(request)})
     return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
+
+
+def _allowed(request: Request) -> str:
+    methods: set[str] = set()
+    routes = list(request.app.routes)
+    while routes:
+        route = routes.pop()
+        # newer FastAPI keeps an included router as one entry; its own router holds the routes
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            routes.extend(included.routes)
+        elif route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 async def _invalid_request(request: Request, error: Exception) -> Response:

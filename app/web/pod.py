@@ -8,13 +8,17 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
+from app.alerts import Alerts
 from app.checks.base import Target
 from app.config import ConfigError
 from app.health import PodHealth
+from app.history import History, verdict_of
 from app.metrics import Metrics
-from app.results import Run
+from app.results import Run, Verdict
 from app.runner import Runner
 from app.sanitization import scrub_logs
+from app.schedule import Schedule
+from app.tokens import GateTokens
 
 log = logging.getLogger("app.runs")
 
@@ -49,6 +53,10 @@ class Pod:
     runner: Runner
     health: PodHealth
     metrics: Metrics
+    history: History = field(default_factory=History)
+    gate_tokens: GateTokens = field(default_factory=GateTokens)
+    schedule: Schedule | None = None
+    alerts: Alerts | None = None
     reload: Callable[[], list[Target]] | None = None  # reads the targets file again, secrets as they are now
     renderings: Renderings = field(default_factory=Renderings, repr=False)
     _observed: asyncio.Task[Run] | None = field(default=None, repr=False)
@@ -73,7 +81,7 @@ class Pod:
 
     async def rendered(self, name: str, render: Callable[[Run], bytes]) -> tuple[Run, bytes] | None:
         """The current run and `render(run)`, rendered once for this state of the run; None before any run."""
-        state = self.runner.state
+        state = (self.runner.state, self.history.recorded)  # a finished run reaches the history a moment later
         run = self.runner.current()
         if run is None:
             return None
@@ -82,6 +90,12 @@ class Pod:
     async def metrics_text(self) -> bytes:
         state = (self.runner.state, self.metrics.observed, int(time.monotonic() / METRICS_MAX_AGE))
         return await self.renderings.get(state, "metrics", self.metrics.render)
+
+    async def scheduled_run(self) -> None:
+        """A scheduled run of every target as the targets file and secrets are now; none while they do not load."""
+        self.refresh()
+        if self.health.config_error is None and self.runner.targets:
+            await self.start_run()
 
     def start_run(self, names: Sequence[str] | None = None) -> asyncio.Task[Run]:
         """Start a run, or join the one in flight; each run is recorded in the metrics and the log once."""
@@ -99,6 +113,7 @@ class Pod:
             log.error("run crashed: %s: %s", type(error).__name__, error)
             return
         run = task.result()
+        self._remember(run)
         self.metrics.observe(run)
         counts = run.counts
         log.info(
@@ -114,3 +129,14 @@ class Pod:
             if result.status != "passed":
                 optional = "" if result.required else " (optional)"
                 log.info("  %s %s%s at %s: %s", result.status, result.name, optional, result.stage, result.cause)
+
+    def _remember(self, run: Run) -> None:
+        """Add the run to the history, and tell the alert channels what changed."""
+        strict = self.runner.strict
+        before = verdict_of(list(self.history.states.values()), strict) if self.history.states else None
+        changes = self.history.record(run)
+        if self.alerts is None:
+            return
+        states = [s for name, s in self.history.states.items() if name in self.runner.targets]
+        failing = [s for s in states if verdict_of([s], strict) == Verdict.NOT_READY]
+        self.alerts.after_run(changes, before, verdict_of(states, strict), failing)

@@ -19,7 +19,7 @@ import yaml
 
 from app import __version__
 from app.checks.base import Target
-from app.config import parse_targets
+from app.config import Settings, parse_targets
 from tests.deploy import chart_schema
 from tests.deploy.chart import (
     CHART,
@@ -558,6 +558,35 @@ def test_proxy_urls_with_credentials_come_from_a_secret() -> None:
     assert env["http_proxy"]["valueFrom"]["secretKeyRef"]["key"] == "HTTP_PROXY"
     assert {v["name"]: v for v in spec["volumes"]}["ca-bundle"]["secret"]["secretName"] == "corp-ca"
     assert "caBundle" in render_error(sets=("caBundle.secret=a", "caBundle.configMap=b"))  # one source, not two
+
+
+def test_continuous_readiness_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = objects(render(VALUES["full-values"]))
+    claim = one(rendered, "PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "128Mi"
+    deployment = one(rendered, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    secrets = [s["secret"]["name"] for s in volumes["auth"]["projected"]["sources"]]
+    assert secrets[1] == "airia-test-pod-alerts"
+    env = {e["name"]: e["value"] for e in container(spec)["env"] if "value" in e}
+    mounts = {m["name"]: m["mountPath"] for m in container(spec)["volumeMounts"]}
+    assert mounts["data"] == env["TESTPOD_DATA_DIR"] and mounts["auth"] == env["TESTPOD_SECRETS_DIR"]
+    for name, value in env.items():
+        if name.startswith("TESTPOD_") and name not in {"TESTPOD_CONFIG", "TESTPOD_SECRETS_DIR"}:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TESTPOD_SECRETS_DIR", "/nonexistent")
+    settings = Settings()
+    assert settings.schedule_seconds == 300 and settings.data_dir == Path("/var/lib/airia-test-pod")
+    assert settings.alert_email_to == "platform-team@example.com, on-call@example.com"
+    assert settings.dashboard_url == "https://airia-test-pod.example.com"
+
+    minimal = objects(render(VALUES["minimal-values"]))
+    assert not [d for d in minimal if d["kind"] == "PersistentVolumeClaim"]
+    minimal_env = {e["name"] for e in container(one(minimal, "Deployment")["spec"]["template"]["spec"])["env"]}
+    assert "TESTPOD_SCHEDULE_SECONDS" not in minimal_env and "TESTPOD_DATA_DIR" not in minimal_env
 
 
 def test_the_app_validates_the_targets_before_anything_is_installed_or_replaced() -> None:

@@ -1,5 +1,5 @@
 """Shared by the pipeline tests: where the decision modules live (.github/scripts, not a package name, so it goes on
-sys.path) and a recording HTTP receiver."""
+sys.path) and a recording HTTP receiver (served by the `receiver` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ import httpx
 import notify
 import pytest
 from aiosmtpd.controller import Controller
-from notify import Result, email_message, slack_payload, teams_payload
+from notify import Result
 
+from app.notify import email_message, slack_payload, teams_payload
 from tests.pipeline.helpers import Receiver
 from tests.servers import free_port
 
@@ -28,7 +29,7 @@ CLI_ARGS = ["--version", "1.4.2", "--digest", RESULT.digest, "--environment", "s
 
 
 def test_slack_block_kit_message() -> None:
-    payload = slack_payload(RESULT)
+    payload = slack_payload(RESULT.message())
     assert payload["text"] == "airia-test-pod 1.4.2 → staging: rolled back"
     header, section, actions = payload["blocks"]
     assert header == {"type": "header", "text": {"type": "plain_text", "text": payload["text"]}}
@@ -37,7 +38,7 @@ def test_slack_block_kit_message() -> None:
 
 
 def test_teams_adaptive_card_in_a_workflows_envelope() -> None:
-    payload = teams_payload(RESULT)
+    payload = teams_payload(RESULT.message())
     assert payload["type"] == "message"
     (attachment,) = payload["attachments"]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
@@ -50,21 +51,23 @@ def test_teams_adaptive_card_in_a_workflows_envelope() -> None:
 
 def test_without_a_run_url_there_is_no_button_and_failure_is_flagged() -> None:
     assert (
-        teams_payload(Result("1.4.2", "", "staging", "success"))["attachments"][0]["content"]["body"][0]["color"]
+        teams_payload(Result("1.4.2", "", "staging", "success").message())["attachments"][0]["content"]["body"][0][
+            "color"
+        ]
         == "Good"
     )
     failed = Result("1.4.2", "", "production", "failure")
-    assert [block["type"] for block in slack_payload(failed)["blocks"]] == ["header", "section"]
-    card = teams_payload(failed)["attachments"][0]["content"]
+    assert [block["type"] for block in slack_payload(failed.message())["blocks"]] == ["header", "section"]
+    card = teams_payload(failed.message())["attachments"][0]["content"]
     assert "actions" not in card and card["body"][0]["color"] == "Attention"
-    assert "Image digest: unknown" in email_message(failed, "a@example.com", ["b@example.com"]).get_content()
+    assert "Image digest: unknown" in email_message(failed.message(), "a@example.com", ["b@example.com"]).get_content()
 
 
 def test_email_message() -> None:
-    message = email_message(RESULT, "ci@example.com", ["ops@example.com", "dev@example.com"])
+    message = email_message(RESULT.message(), "ci@example.com", ["ops@example.com", "dev@example.com"])
     assert message["Subject"] == "airia-test-pod 1.4.2 → staging: rolled back"
     assert message["To"] == "ops@example.com, dev@example.com"
-    assert "Run: https://github.com/o/r/actions/runs/42" in message.get_content()
+    assert "Open the run: https://github.com/o/r/actions/runs/42" in message.get_content()
 
 
 class Inbox:
@@ -106,8 +109,8 @@ def test_delivers_on_every_channel(receiver: Receiver, smtp: tuple[int, Inbox]) 
         outcomes = notify.notify(RESULT, env_for(receiver.url, port), client)
     assert outcomes == {"slack": "sent", "teams": "sent", "email": "sent"}
     slack, teams = receiver.requests
-    assert (slack.path, slack.json()) == ("/slack/T000/B000/secret-slack-path", slack_payload(RESULT))
-    assert (teams.path, teams.json()) == ("/teams/workflows/secret-teams-sig", teams_payload(RESULT))
+    assert (slack.path, slack.json()) == ("/slack/T000/B000/secret-slack-path", slack_payload(RESULT.message()))
+    assert (teams.path, teams.json()) == ("/teams/workflows/secret-teams-sig", teams_payload(RESULT.message()))
     assert slack.headers["Content-Type"] == "application/json"
     (mail,) = inbox.messages
     assert mail["Subject"] == "airia-test-pod 1.4.2 → staging: rolled back"

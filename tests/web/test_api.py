@@ -318,9 +318,9 @@ def test_a_run_is_rendered_once_per_state_not_once_per_request(
     def counting(name: str) -> report.Renderer:
         renderer = report.RENDERERS[name]
 
-        def render(run: Any) -> str:
+        def render(run: Any, history: Any = None) -> str:
             calls[name] += 1
-            return renderer.render(run)
+            return renderer.render(run, history)
 
         return report.Renderer(render, renderer.media_type, renderer.extension)
 
@@ -337,6 +337,9 @@ def test_a_run_is_rendered_once_per_state_not_once_per_request(
     pages = {client.get("/api/report", params={"format": "html"}, headers=auth).text for _ in range(20)}
     assert len(bodies) == len(pages) == 1
     assert calls["json"] <= 1 and calls["html"] == 1  # once for this state of the run, then kept
+    with_history = {client.get("/api/report", params={"history": "true"}, headers=auth).text for _ in range(5)}
+    assert len(with_history) == 1 and with_history != pages  # the history option is a rendering of its own
+    assert calls["html"] == 2
     first = json.loads(bodies.pop())
     client.post("/api/runs", headers=auth)
     wait_for_verdict(client, auth)

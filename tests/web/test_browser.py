@@ -184,7 +184,34 @@ def test_hostile_text_is_shown_as_text_and_never_runs(dashboard: Dashboard, page
 
     assert tab.evaluate("window.__xss") is None
     assert tab.locator("main img, main svg, main iframe").count() == 0
-    assert [s.get_attribute("src") for s in tab.locator("script").all()] == [f"/static/app.js?v={__version__}"]
+    assert [s.get_attribute("src") for s in tab.locator("script").all()] == [
+        f"/static/app.js?v={__version__}",
+        f"/static/history.js?v={__version__}",
+    ]
+    assert watch.dialogs == []
+    assert watch.errors == []
+
+
+def test_history_strip_and_the_target_page(dashboard: Dashboard, page: tuple[Page, Watch]) -> None:
+    tab, watch = page
+    log_in(tab, dashboard.url)
+    tab.click("#run-all")
+    expect(tab.locator('[data-field="title"]')).to_have_text("Not ready", timeout=15_000)
+    closed = tab.locator('.card[data-target="closed"]')
+    last = closed.locator(".strip .tick").last
+    expect(last).to_have_class(re.compile(r"\bfailed\b"))
+    expect(last).to_have_attribute("title", re.compile(r"failed at connect \(.*Connection refused"))
+    last.click()
+    expect(closed.locator('[data-field="strip-detail"]')).to_contain_text("failed at connect")
+    expect(closed.locator('[data-field="changed"]')).to_contain_text("failing since")
+    expect(tab.locator('.card[data-target="cert"] .strip .tick').last).to_have_class(re.compile(r"\bwarning\b"))
+
+    closed.locator("a", has_text="history").click()
+    expect(tab).to_have_url(f"{dashboard.url}/targets/closed")
+    expect(tab.locator("#runs tbody tr").first).to_contain_text("Connection refused")
+    expect(tab.locator("#target-summary .description")).to_have_text(HOSTILE)
+    expect(tab.locator("#target-summary")).to_contain_text("Failing since")
+    assert tab.evaluate("window.__xss") is None
     assert watch.dialogs == []
     assert watch.errors == []
 

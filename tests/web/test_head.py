@@ -57,3 +57,10 @@ def test_a_real_server_sends_head_answers_without_a_body(tmp_path: Path) -> None
     finally:
         server.stop()
         stall.close()
+
+
+def test_405_names_every_method_of_a_path_served_by_several_routes(make_client: MakeClient) -> None:
+    client = make_client([tcp_target("db", 1)])
+    refused = client.delete("/api/gate-tokens", headers=bearer(client))
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, POST"

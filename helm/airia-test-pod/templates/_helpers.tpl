@@ -278,3 +278,51 @@ with credentials) and the private CA bundle's path. */}}
         path: .dockerconfigjson
 {{- end }}
 {{- end }}
+
+{{/* Settings of scheduled runs, their history and the alerts (app.schedule, app.history, app.alerts). */}}
+{{- define "airia-test-pod.continuousEnv" -}}
+{{- if .Values.schedule.intervalSeconds }}
+- name: TESTPOD_SCHEDULE_SECONDS
+  value: {{ .Values.schedule.intervalSeconds | quote }}
+- name: TESTPOD_SCHEDULE_JITTER
+  value: {{ .Values.schedule.jitter | quote }}
+{{- end }}
+- name: TESTPOD_HISTORY_RUNS
+  value: {{ .Values.history.runs | quote }}
+- name: TESTPOD_HISTORY_DAYS
+  value: {{ .Values.history.days | quote }}
+- name: TESTPOD_FLAP_CHANGES
+  value: {{ .Values.history.flapChanges | quote }}
+- name: TESTPOD_FLAP_WINDOW_MINUTES
+  value: {{ .Values.history.flapWindowMinutes | quote }}
+{{- if .Values.persistence.enabled }}
+- name: TESTPOD_DATA_DIR
+  value: /var/lib/airia-test-pod
+{{- end }}
+{{- with .Values.alerts.dashboardUrl }}
+- name: TESTPOD_DASHBOARD_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: TESTPOD_ALERT_REMINDER_MINUTES
+  value: {{ .Values.alerts.reminderMinutes | quote }}
+{{- with .Values.alerts.smtp }}
+{{- if .host }}
+- name: TESTPOD_ALERT_SMTP_HOST
+  value: {{ .host | quote }}
+{{- with .port }}
+- name: TESTPOD_ALERT_SMTP_PORT
+  value: {{ . | quote }}
+{{- end }}
+- name: TESTPOD_ALERT_SMTP_SECURITY
+  value: {{ .security | quote }}
+{{- with .username }}
+- name: TESTPOD_ALERT_SMTP_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+- name: TESTPOD_ALERT_EMAIL_FROM
+  value: {{ .from | quote }}
+- name: TESTPOD_ALERT_EMAIL_TO
+  value: {{ .to | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,76 @@
+"""Gate tokens: API tokens that can read the readiness gate and nothing else, for a CI secret.
+
+They are random strings, not session JWTs, so no other route can ever accept one (`Authenticator.read`
+does not parse them). Only their SHA-256 digest is kept; the token itself is shown once, when the admin
+creates it. Revoking deletes the digest, so the token stops working at once. With persistence on, the
+digests live in the embedded database and tokens survive restarts; without it they end with the process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+if TYPE_CHECKING:
+    from app.store import Store
+
+PREFIX = "tpgate_"  # recognisable in a leaked-secret scan
+MAX_TOKENS = 100
+
+TokenName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")]
+
+
+class GateToken(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+class TooManyTokens(Exception):
+    pass
+
+
+class GateTokens:
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self._by_digest: dict[str, GateToken] = store.load_tokens() if store is not None else {}
+
+    def create(self, name: str) -> tuple[GateToken, str]:
+        """A new token and its secret (returned once, never stored)."""
+        if len(self._by_digest) >= MAX_TOKENS:
+            raise TooManyTokens(f"{MAX_TOKENS} gate tokens exist already; revoke unused ones first")
+        secret = PREFIX + secrets.token_urlsafe(32)
+        token = GateToken(id=secrets.token_hex(8), name=name, created_at=datetime.now().astimezone())
+        digest = _digest(secret)
+        if self.store is not None:
+            self.store.save_token(digest, token)
+        self._by_digest[digest] = token
+        return token, secret
+
+    def list(self) -> list[GateToken]:
+        return sorted(self._by_digest.values(), key=lambda t: t.created_at)
+
+    def revoke(self, token_id: str) -> bool:
+        for digest, token in list(self._by_digest.items()):
+            if token.id == token_id:
+                del self._by_digest[digest]
+                if self.store is not None:
+                    self.store.delete_token(token_id)
+                return True
+        return False
+
+    def verify(self, secret: str) -> GateToken | None:
+        if not secret.startswith(PREFIX):
+            return None
+        # a dict lookup by digest: the comparison runs on a hash, so its timing tells nothing about the token
+        return self._by_digest.get(_digest(secret))
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

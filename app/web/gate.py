@@ -60,6 +60,8 @@ class GateOptions(BaseModel):
 @router.get("/readiness-gate", response_model=GateAnswer, responses={503: {"model": GateAnswer}, **problems(401, 404)})
 async def readiness_gate(pod: PodDep, reader: GateReader, options: Annotated[GateOptions, Query()]) -> JSONResponse:
     """200 when every (chosen) required target last passed within `max_age` seconds, else 503 saying why."""
+    if options.wait:
+        pod.refresh()  # a run the gate starts uses the targets file and its secrets as they are now
     if pod.health.config_error is not None:
         raise HTTPException(503, "the targets file is invalid, so nothing can run; see the dashboard")
     if not pod.runner.targets:

@@ -80,3 +80,18 @@ def test_a_rotated_secret_is_kept_out_of_the_log_from_the_run_that_reads_it(
         logging.getLogger().removeHandler(handler)
     assert "rotated-token-value-0002" not in log.getvalue()
     assert "a driver quoting" in log.getvalue()
+
+
+def test_a_run_the_gate_starts_reads_the_secret_files_as_they_are_then(
+    make_client: MakeClient, secrets_dir: Path, stall: StallServer
+) -> None:
+    variable = secrets_dir / "DB_HOST"
+    variable.write_text("127.0.0.1")
+    client = make_client([tcp_target("db", stall.port, host="${DB_HOST}")])
+    auth = bearer(client)
+    assert client.get("/api/readiness-gate", params={"wait": 10}, headers=auth).status_code == 200
+
+    variable.unlink()  # a Secret key that went away: the gate must not run on the value it had
+    refused = client.get("/api/readiness-gate", params={"wait": 10, "max_age": 0.001}, headers=auth)
+    assert refused.status_code == 503
+    assert "targets file is invalid" in refused.json()["detail"]

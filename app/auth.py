@@ -1,6 +1,6 @@
 """Who may use the dashboard and the API: one account from the settings, an argon2 password hash, signed
-tokens (a Bearer token for scripts, the same token in an HttpOnly cookie for the browser), login throttling,
-and the `CurrentUser` dependency.
+tokens (a Bearer token for scripts, the same token in an HttpOnly cookie for the browser) and login throttling.
+Plain functions and classes: the FastAPI dependencies built on them are in app.web.deps.
 
 A cookie is sent by the browser on its own, so every state change made with one must also carry the
 session's CSRF token (header `X-CSRF-Token`, or the `csrf_token` field of a form). The token is a claim
@@ -18,11 +18,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Annotated, Any, cast
 
 import jwt
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import OAuth2PasswordBearer
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
@@ -218,66 +215,3 @@ def _hash_in_background(password: str) -> Future[str]:
 
     threading.Thread(target=work, name="hash-password", daemon=True).start()
     return future
-
-
-async def get_authenticator(request: Request) -> Authenticator:  # async: runs inline, no thread hop
-    return cast(Authenticator, request.app.state.authenticator)
-
-
-_bearer = OAuth2PasswordBearer(tokenUrl="api/token", auto_error=False)
-
-_NOT_LOGGED_IN = "not authenticated: log in at /login, or send 'Authorization: Bearer <token>' from POST /api/token"
-
-
-async def current_user(
-    request: Request,
-    authenticator: Annotated[Authenticator, Depends(get_authenticator)],
-    bearer: Annotated[str | None, Depends(_bearer)],
-) -> User:
-    """The user behind a request: a Bearer token, else the session cookie plus CSRF token on state changes."""
-    if bearer is not None:
-        user = authenticator.read(bearer)
-        if user is None:
-            raise _unauthorized("the Bearer token is invalid or expired; get a new one from POST /api/token")
-        return User(user.name, user.token_id, user.expires, csrf=None)
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        raise _unauthorized(_NOT_LOGGED_IN)
-    user = authenticator.read(cookie)
-    if user is None:
-        raise _unauthorized("the session is invalid or has expired; log in again at /login")
-    if request.method not in SAFE_METHODS and not hmac.compare_digest(
-        (await _sent_csrf(request)).encode(), (user.csrf or "").encode()
-    ):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"missing or wrong CSRF token: send the session's token in the {CSRF_HEADER} header",
-        )
-    return user
-
-
-async def page_user(request: Request, authenticator: Annotated[Authenticator, Depends(get_authenticator)]) -> User:
-    """Like current_user, for pages: without a valid session the browser is sent to the login page."""
-    try:
-        return await current_user(request, authenticator, None)
-    except HTTPException as error:
-        if error.status_code == status.HTTP_401_UNAUTHORIZED:
-            raise LoginRequired from None
-        raise
-
-
-async def _sent_csrf(request: Request) -> str:
-    sent = request.headers.get(CSRF_HEADER)
-    if sent is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        value: Any = (await request.form()).get(CSRF_FIELD)
-        sent = value if isinstance(value, str) else None
-    return sent or ""
-
-
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-CurrentUser = Annotated[User, Depends(current_user)]
-PageUser = Annotated[User, Depends(page_user)]
-AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]

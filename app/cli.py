@@ -129,7 +129,7 @@ def check(args: argparse.Namespace) -> int:
             print(f"  {result.status.upper():7} {result.name} ({result.duration_ms / 1000:.2f}s)", file=sys.stderr)
 
     run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress))
-    rendered = {"text": report.to_text, "json": report.to_json, "junit": report.to_junit}[args.format](run)
+    rendered = report.RENDERERS[args.format].render(run)
     if args.output:
         try:
             Path(args.output).write_text(rendered, encoding="utf-8")

@@ -25,14 +25,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app import __version__
+from app.checks import facts as fact_names
 from app.checks.base import Scalar, Status
 from app.results import Result, Run, Verdict
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-# Certificate facts, exported for any kind that reports them: the expiry instant (ISO 8601, so the gauge stays
-# current between runs) or, from a kind that only knows a count, the days left.
-NOT_AFTER_FACT = "not_after"
-EXPIRY_FACT = "days_to_expiry"
 
 
 class Metrics:
@@ -109,7 +106,8 @@ class _TargetCollector(Collector):
 
 
 def _days_to_expiry(facts: dict[str, Scalar], now: datetime) -> float | None:
-    not_after = facts.get(NOT_AFTER_FACT)
+    # the expiry instant, exported for any kind that reports it, else the days left from a kind that only knows those
+    not_after = facts.get(fact_names.NOT_AFTER)
     if isinstance(not_after, str):
         try:
             moment = datetime.fromisoformat(not_after)
@@ -117,7 +115,7 @@ def _days_to_expiry(facts: dict[str, Scalar], now: datetime) -> float | None:
             return None
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         return round((moment - now).total_seconds() / 86400, 3)
-    days = facts.get(EXPIRY_FACT)
+    days = facts.get(fact_names.DAYS_TO_EXPIRY)
     if isinstance(days, int | float) and not isinstance(days, bool):
         return float(days)
     return None

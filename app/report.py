@@ -6,6 +6,8 @@ Results are redacted when they are made (runner), so every renderer here can pri
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from xml.etree import ElementTree as ET
 
@@ -170,3 +172,19 @@ td, dd { overflow-wrap: anywhere; } dt { font-weight: 600; } dd { margin: 0 0 .4
 </body>
 </html>
 """
+
+
+@dataclass(frozen=True)
+class Renderer:
+    render: Callable[[Run], str]
+    media_type: str
+    extension: str  # of a downloaded report file
+
+
+# every format a run can be rendered in; the CLI and the API each offer their part of it
+RENDERERS: dict[str, Renderer] = {
+    "text": Renderer(to_text, "text/plain; charset=utf-8", "txt"),
+    "json": Renderer(to_json, "application/json", "json"),
+    "junit": Renderer(to_junit, "application/xml", "xml"),
+    "html": Renderer(to_html, "text/html; charset=utf-8", "html"),
+}

@@ -10,22 +10,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from app.checks.base import Scalar, Stage, Status
+from app.checks.base import Scalar, Stage, Status, Step
 
 
 class Verdict(StrEnum):
     READY = "ready"
     NOT_READY = "not_ready"
-
-
-class StepResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    stage: Stage
-    status: Status
-    duration_ms: float
-    detail: str = ""
 
 
 class Result(BaseModel):
@@ -40,7 +30,7 @@ class Result(BaseModel):
     remediation: str
     duration_ms: float
     started_at: datetime
-    steps: list[StepResult]
+    steps: list[Step]
     facts: dict[str, Scalar]
     description: str = ""
 

@@ -15,18 +15,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.checks.base import CheckFailed, Probe, Stage, Status, Target
-from app.results import Result, Run, StepResult
+from app.checks.base import CheckFailed, Probe, Status, Target
+from app.checks.net import NO_ANSWER
+from app.results import Result, Run
 from app.sanitization import clean_remote_text, redact
-
-TIMEOUT_REMEDIATION = {
-    Stage.RESOLVE: "the DNS server did not answer in time: check the pod's resolver (CoreDNS) and its upstreams",
-    Stage.CONNECT: "nothing answered: a firewall, security group or NetworkPolicy is probably dropping the traffic",
-    Stage.TLS: "the port accepts connections but never completes a TLS handshake: is it really a TLS port?",
-    Stage.AUTH: "the server accepted the connection but did not finish authenticating: check its load and logs",
-    Stage.PERMISSION: "the server stalled while the probe tested permissions: check its load and locks",
-    Stage.OPERATION: "the server accepted the request but did not answer in time: check its load and logs",
-}
 
 OnResult = Callable[[Result], None]
 
@@ -43,9 +35,7 @@ async def check_target(target: Target) -> Result:
         # what the thread raises after this no longer matters: retrieve it, so asyncio never prints it unredacted
         outcome.add_done_callback(lambda late: late.cancelled() or late.exception())
         step = probe.step_name or probe.stage.value
-        failure = CheckFailed(
-            probe.stage, f"{step} did not finish within {timeout:g} s", TIMEOUT_REMEDIATION[probe.stage]
-        )
+        failure = CheckFailed(probe.stage, f"{step} did not finish within {timeout:g} s", NO_ANSWER[probe.stage])
     return _result(target, probe, failure)
 
 
@@ -183,6 +173,6 @@ def _result(target: Target, probe: Probe, failure: CheckFailed | None) -> Result
         remediation=scrub(remediation),
         duration_ms=duration,
         started_at=probe.started_at,
-        steps=[StepResult(**{**vars(s), "detail": scrub(s.detail)}) for s in steps],
+        steps=[s.model_copy(update={"detail": scrub(s.detail)}) for s in steps],
         facts={key: scrub_value(value) for key, value in dict(probe.facts).items()},
     )

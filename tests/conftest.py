@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.servers import StallServer, free_port
+from tests.services import SERVICES
 
-pytest_plugins: list[str] = [
-    "tests.services.postgres",
-    "tests.services.cassandra",
-    "tests.services.azurite",
-    "tests.services.s3",
-]
+pytest_plugins: list[str] = [f"tests.services.{name}" for name in SERVICES]
+
+# property tests check behaviour, not speed: on a shared, loaded machine a 200 ms per-example deadline fails at random
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 
 @pytest.fixture

@@ -58,13 +58,22 @@ class CuttingProxy:
 
     Such an answer is passed on up to its headers and `body_bytes` of its body (with `body_bytes=None`, not at all);
     then the connection is closed, or with `hang=True` held open and silent: a gateway that breaks or stalls
-    transfers, while every other request reaches the real server.
+    transfers, while every other request reaches the real server. With `times`, only the first `times` such
+    answers are cut.
     """
 
     def __init__(
-        self, upstream_port: int, request: bytes, *, body_bytes: int | None = None, hang: bool = False
+        self,
+        upstream_port: int,
+        request: bytes,
+        *,
+        body_bytes: int | None = None,
+        hang: bool = False,
+        times: int | None = None,
     ) -> None:
         self._upstream_port, self._request, self._body_bytes, self._hang = upstream_port, request, body_bytes, hang
+        self._times = times
+        self._matched = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self.cut = 0  # answers cut so far
@@ -86,7 +95,8 @@ class CuttingProxy:
     def _requests(self, client: socket.socket, upstream: socket.socket, cutting: threading.Event) -> None:
         # a client sends its next request only after the previous answer: each request starts a fresh read
         while data := _receive(client):
-            if data.startswith(self._request):
+            if data.startswith(self._request) and (self._times is None or self._matched < self._times):
+                self._matched += 1
                 cutting.set()
             with suppress(OSError):
                 upstream.sendall(data)

@@ -1,4 +1,4 @@
-"""Health gate after a deploy, and the choice of the revision a rollback returns to.
+"""Health gate after a deploy: observe the pod, decide promote / rollback / wait; and the CLI the workflows call.
 
 The poller asks the pod's `/health/ready` (and, optionally, the verdict at `/api/results` with a Bearer
 token) every few seconds and feeds the timeline of observations to a pure decision:
@@ -11,12 +11,7 @@ token) every few seconds and feeds the timeline of observations to a pure decisi
 Restarts count from the gate's start: the first count read is the baseline of each container, and pods
 being deleted (the replaced revision's) are left out, so neither old restarts nor old pods decide.
 
-The rollback target is the newest earlier revision in `helm history -o json` that was deployed successfully
-with a different app version. A release that is itself a rollback is never rolled back automatically.
-
-`locate` finds what the gate talks to from the release's labelled objects, never from a guessed name: the chart
-names them after its fullname (`<release>-airia-test-pod` unless overridden), and the auth Secret may be the
-operator's own (`auth.existingSecret`).
+Where the gate looks and which revision a rollback returns to are decided in helm_release.py.
 
     kubectl get service,deployment -n NS -l app.kubernetes.io/instance=RELEASE -o json > objects.json
     python .github/scripts/health_gate.py locate --objects objects.json
@@ -34,15 +29,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 from actions_io import write_outputs, write_summary
+from helm_release import LocateError, RollbackRefused, locate, rollback_target
 
 Action = Literal["promote", "rollback", "wait"]
-SUCCESSFUL_STATUSES = frozenset({"deployed", "superseded"})  # helm's statuses of a revision that went live
 
 
 @dataclass(frozen=True)
@@ -131,47 +126,37 @@ def restarts_since(baseline: dict[str, int], counts: dict[str, int]) -> int:
     return sum(max(0, count - baseline.get(container, 0)) for container, count in counts.items())
 
 
-class Prober:
+@dataclass
+class Observer:
     """Takes one observation of a running pod over HTTP (and, when asked, of its pods' restarts)."""
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        *,
-        verdict: bool = False,
-        token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        restarts_command: str | None = None,
-    ) -> None:
-        self._client = client
-        self._verdict = verdict
-        self._token = token
-        self._credentials = (username, password) if username and password else None
-        self._restarts_command = restarts_command
-        self._restart_baseline: dict[str, int] | None = None  # the first counts read
+    client: httpx.Client
+    verdict: bool = False
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    restarts_command: str | None = None
+    _restart_baseline: dict[str, int] | None = field(default=None, init=False)  # the first counts read
 
     def observe(self, at: float) -> Observation:
         try:
-            response = self._client.get("/health/ready")
+            response = self.client.get("/health/ready")
             ready, detail = response.status_code == 200, f"ready {response.status_code}"
         except httpx.HTTPError as error:
             ready, detail = False, f"ready: {type(error).__name__}"  # the class says it; the text may hold the URL
-        verdict = self._read_verdict() if self._verdict and ready else None
-        restarts = self._read_restarts() if self._restarts_command else None
+        verdict = self._read_verdict() if self.verdict and ready else None
+        restarts = self._read_restarts() if self.restarts_command else None
         return Observation(at=round(at, 3), ready=ready, detail=detail, verdict=verdict, restarts=restarts)
 
     def _read_verdict(self) -> str | None:
         try:
-            if self._token is None and self._credentials is not None:
-                login = self._client.post(
-                    "/api/token", data={"username": self._credentials[0], "password": self._credentials[1]}
-                )
+            if self.token is None and self.username and self.password:
+                login = self.client.post("/api/token", data={"username": self.username, "password": self.password})
                 if login.status_code != 200:
                     return f"login refused ({login.status_code})"
-                self._token = str(login.json()["access_token"])
-            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-            response = self._client.get("/api/results", headers=headers)
+                self.token = str(login.json()["access_token"])
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            response = self.client.get("/api/results", headers=headers)
             if response.status_code == 404:
                 return None  # no run yet
             if response.status_code != 200:
@@ -182,10 +167,10 @@ class Prober:
             return f"results: {type(error).__name__}"
 
     def _read_restarts(self) -> int | None:
-        assert self._restarts_command is not None
+        assert self.restarts_command is not None
         try:
             output = subprocess.run(
-                shlex.split(self._restarts_command), check=True, capture_output=True, text=True, timeout=30
+                shlex.split(self.restarts_command), check=True, capture_output=True, text=True, timeout=30
             ).stdout
             counts = restart_counts(json.loads(output))
         except (OSError, subprocess.SubprocessError, ValueError, TypeError, AttributeError):
@@ -213,95 +198,6 @@ def poll(
         sleep(max(0.0, min(interval, policy.deadline - (clock() - start))))
 
 
-class LocateError(Exception):
-    """The release's objects do not show where the gate should look; the message says why."""
-
-
-@dataclass(frozen=True)
-class Located:
-    service: str  # what the gate port-forwards to
-    port: int  # the Service's `http` port
-    deployment: str
-    selector: str  # label selector of the Deployment's pods: what the restarts are counted over
-    auth_secret: str  # the Secret mounted as `auth` (the chart's own or auth.existingSecret); "" when none
-
-
-def _only(items: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [item for item in items if item.get("kind") == kind]
-    if len(found) != 1:
-        names = ", ".join(str(item.get("metadata", {}).get("name")) for item in found) or "none"
-        raise LocateError(f"expected one {kind} with the release's label, found {len(found)} ({names})")
-    return found[0]
-
-
-def locate(objects: dict[str, Any]) -> Located:
-    """Where the gate reaches a release, from `kubectl get service,deployment -l app.kubernetes.io/instance=R -o json`.
-
-    Objects being deleted (left over from a revision that named them differently) are ignored.
-    """
-    items = [item for item in objects.get("items", []) if not item.get("metadata", {}).get("deletionTimestamp")]
-    service, deployment = _only(items, "Service"), _only(items, "Deployment")
-    service_name, deployment_name = str(service["metadata"]["name"]), str(deployment["metadata"]["name"])
-    ports = service.get("spec", {}).get("ports", [])
-    port = next((entry.get("port") for entry in ports if entry.get("name") == "http"), None)
-    if not isinstance(port, int):
-        raise LocateError(f"Service {service_name} has no port named http")
-    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
-    if not labels:
-        raise LocateError(f"Deployment {deployment_name} has no matchLabels selector")
-    volumes = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
-    secret = next((v.get("secret", {}).get("secretName") for v in volumes if v.get("name") == "auth"), None)
-    return Located(
-        service=service_name,
-        port=port,
-        deployment=deployment_name,
-        selector=",".join(f"{key}={value}" for key, value in sorted(labels.items())),
-        auth_secret=str(secret or ""),
-    )
-
-
-class RollbackRefused(Exception):
-    """No safe rollback target; the message says why and a human decides."""
-
-
-def rollback_target(
-    history: Sequence[dict[str, Any]], revision: int | None = None, from_version: str | None = None
-) -> dict[str, Any]:
-    """The helm history entry to roll back to.
-
-    `revision` (an operator's explicit choice) must be an earlier revision that went live. Without it: the
-    newest earlier revision that went live with a different app version, unless the current revision is
-    itself a rollback. `from_version`, when given, must be the current revision's app version (so a deploy
-    that failed before creating a revision never rolls back the release that was already running).
-    """
-    if not history:
-        raise RollbackRefused("the release has no history: nothing to roll back to")
-    entries = sorted(history, key=lambda entry: int(entry["revision"]))
-    current = entries[-1]
-    if from_version is not None and current.get("app_version") != from_version:
-        raise RollbackRefused(
-            f"revision {current['revision']} runs {current.get('app_version')!r}, not {from_version!r}: "
-            "the failed deploy created no revision, so the running release stays"
-        )
-    earlier = [entry for entry in entries[:-1] if entry.get("status") in SUCCESSFUL_STATUSES]
-    if revision is not None:
-        chosen = next((entry for entry in earlier if int(entry["revision"]) == revision), None)
-        if chosen is None:
-            raise RollbackRefused(f"revision {revision} is not an earlier revision that was deployed successfully")
-        return chosen
-    if str(current.get("description", "")).startswith("Rollback to"):
-        raise RollbackRefused(
-            f"revision {current['revision']} is itself a rollback ({current['description']}): "
-            "never roll back a rollback automatically"
-        )
-    different = [entry for entry in earlier if entry.get("app_version") != current.get("app_version")]
-    if not different:
-        raise RollbackRefused(
-            f"no earlier revision went live with an app version other than {current.get('app_version')!r}"
-        )
-    return different[-1]
-
-
 def _poll_command(args: argparse.Namespace) -> int:
     policy = Policy(
         deadline=args.deadline,
@@ -312,7 +208,7 @@ def _poll_command(args: argparse.Namespace) -> int:
         require_verdict=args.verdict,
     )
     with httpx.Client(base_url=args.url, timeout=args.request_timeout) as client:
-        prober = Prober(
+        observer = Observer(
             client,
             verdict=args.verdict,
             token=os.environ.get("HEALTH_GATE_TOKEN") or None,
@@ -320,7 +216,7 @@ def _poll_command(args: argparse.Namespace) -> int:
             password=os.environ.get("HEALTH_GATE_PASSWORD") or None,
             restarts_command=args.restarts_command,
         )
-        decision, observations = poll(prober.observe, policy, args.interval)
+        decision, observations = poll(observer.observe, policy, args.interval)
     if args.report:
         report = {
             "decision": asdict(decision),

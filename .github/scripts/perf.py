@@ -89,15 +89,19 @@ def append(path: Path, record: Record) -> bool:
     return True
 
 
-def evaluate(
-    history: Sequence[Record],
-    current: Record,
-    *,
-    window: int = 5,
-    max_ratio: float = 1.25,
-    floor_seconds: float = 30.0,
-    floor_bytes: int = 20_000_000,
-) -> Verdict:
+@dataclass(frozen=True)
+class Thresholds:
+    """A regression: above max_ratio × the median of the last `window` builds, and by more than the floor."""
+
+    window: int = 5
+    max_ratio: float = 1.25
+    floor_seconds: float = 30.0
+    floor_bytes: int = 20_000_000
+
+
+def evaluate(history: Sequence[Record], current: Record, thresholds: Thresholds = Thresholds()) -> Verdict:
+    window, max_ratio = thresholds.window, thresholds.max_ratio
+    floor_seconds, floor_bytes = thresholds.floor_seconds, thresholds.floor_bytes
     if window < 5:
         raise ValueError("the baseline needs a window of at least 5 records")
     previous = [record for record in history if record.key != current.key][-window:]
@@ -209,14 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         current = next((r for r in history if r.key == (args.commit, args.attempt)), None)
         if current is None:
             raise HistoryError(f"commit {args.commit} attempt {args.attempt} is not in {args.history}; record it first")
-        verdict = evaluate(
-            history,
-            current,
-            window=args.window,
-            max_ratio=args.max_ratio,
-            floor_seconds=args.floor_seconds,
-            floor_bytes=args.floor_bytes,
-        )
+        thresholds = Thresholds(args.window, args.max_ratio, args.floor_seconds, args.floor_bytes)
+        verdict = evaluate(history, current, thresholds)
     except (HistoryError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

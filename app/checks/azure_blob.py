@@ -11,9 +11,9 @@ named precisely (skipped when an HTTP(S) proxy is configured for the endpoint: t
 account (Get Account Information, asked of the container: the credential is accepted; a SAS that may not read it
 is no failure, the upload proves it); container (exists, or is created with `create_container: true`; a container
 SAS, in sas_url or a connection string, cannot read its own container's properties, so there the upload proves it
-exists); then upload, download, compare and delete of a uniquely named probe blob `airia-test-pod/probe-<uuid>`,
+exists); then upload, download, compare and delete of a uniquely named scratch blob `airia-test-pod/scratch-<uuid>`,
 uploaded with overwrite off so no customer blob is ever touched, with the throughput of each direction. Whatever
-fails once the upload is sent, the probe blob is deleted, with a few seconds beyond the deadline to do so.
+fails once the upload is sent, the scratch blob is deleted, with a few seconds beyond the deadline to do so.
 
 Failures are classified by HTTP status and x-ms-error-code (AuthorizationFailure, AuthenticationFailed,
 AuthorizationPermissionMismatch, ContainerNotFound ...) and by azure-core's exception types (ServiceRequestError:
@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import ssl
 import time
 import urllib.request
 import uuid
@@ -37,9 +38,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks.base import CheckFailed, Probe, Stage, Target
-from app.checks.net import connect, connect_failure, resolve
-from app.checks.tls import client_context, handshake, ssl_error_in, tls_failure
+from app.checks import facts
+from app.checks.base import CLEAN_UP_GRACE, CheckFailed, Probe, Stage, Target, find_cause
+from app.checks.net import connect, connect_failure, default_port, resolve
+from app.checks.tls import handshake_step, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -52,8 +54,7 @@ AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{3,24}$")]
 ContainerName = Annotated[str, StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
 ApiVersion = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
-PROBE_PREFIX = "airia-test-pod/probe-"
-CLEAN_UP_GRACE = 2.0  # seconds a clean-up delete may take even when the deadline has passed
+SCRATCH_PREFIX = "airia-test-pod/scratch-"
 # StorageStreamDownloader re-reads a body that breaks off up to 3 times, a second apart, whatever retry_total says
 _DOWNLOAD_ATTEMPTS, _DOWNLOAD_PAUSES = 3, 2.0
 _SAS_PERMISSION = (
@@ -118,7 +119,7 @@ class AzureBlobTarget(Target):
     create_container: bool = False
     ca_file: FilePath | None = None  # PEM bundle to trust instead of the system store
     api_version: ApiVersion | None = None
-    probe_bytes: Annotated[int, Field(ge=1, le=64 * 1024 * 1024)] = 1024 * 1024
+    scratch_bytes: Annotated[int, Field(ge=1, le=64 * 1024 * 1024)] = 1024 * 1024
 
     @field_validator("endpoint")
     @classmethod
@@ -212,7 +213,7 @@ class AzureBlobTarget(Target):
             "retry_total": 0,
             "connection_timeout": probe.remaining(),
             "read_timeout": probe.remaining(),
-            "max_single_get_size": self.probe_bytes,  # one GET for the probe blob, whose re-reads _round_trip bounds
+            "max_single_get_size": self.scratch_bytes,  # one GET for the scratch blob; _round_trip bounds its re-reads
         }
         if self.ca_file is not None:
             options["connection_verify"] = str(self.ca_file)
@@ -242,22 +243,16 @@ class AzureBlobTarget(Target):
     def _reach(self, probe: Probe, url: str) -> None:
         """Resolve, connect and (https) shake hands with the endpoint, unless a proxy stands in between."""
         parts = urlsplit(url)
-        host, https = parts.hostname or "", parts.scheme == "https"
-        port = parts.port or (443 if https else 80)
-        probe.facts["endpoint"] = f"{parts.scheme}://{parts.netloc}"
+        host, port = parts.hostname or "", default_port(parts.scheme, parts.port)
+        probe.facts[facts.ENDPOINT] = f"{parts.scheme}://{parts.netloc}"
         # the SDK's transport reads the same environment; through a proxy, a direct connection would prove nothing
         proxy = urllib.request.getproxies().get(parts.scheme)
         if proxy and not urllib.request.proxy_bypass(host):
-            probe.facts["proxy"] = proxy
+            probe.facts[facts.PROXY] = proxy
             return
-        sock = connect(probe, host, port, resolve(probe, host, port))
-        with sock:
-            if not https:
-                return
-            with probe.step("tls handshake", Stage.TLS):
-                version, cipher = handshake(sock, host, client_context(self.ca_file), probe.remaining())
-                probe.note(f"{version}, {cipher}")
-        probe.facts["tls_version"] = version
+        with connect(probe, host, port, resolve(probe, host, port)) as sock:
+            if parts.scheme == "https":
+                handshake_step(probe, sock, host, ca_file=self.ca_file)
 
     # --- account and container ----------------------------------------------------------------------
 
@@ -299,18 +294,18 @@ class AzureBlobTarget(Target):
             probe.note("created")
             probe.facts["container_created"] = True
 
-    # --- the probe blob -----------------------------------------------------------------------------
+    # --- the scratch blob -----------------------------------------------------------------------------
 
     def _round_trip(self, probe: Probe, container: ContainerClient) -> None:
-        blob = container.get_blob_client(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
-        data = os.urandom(self.probe_bytes)
-        probe.facts["probe_bytes"] = self.probe_bytes
+        blob = container.get_blob_client(f"{SCRATCH_PREFIX}{uuid.uuid4().hex}")
+        data = os.urandom(self.scratch_bytes)
+        probe.facts["scratch_bytes"] = self.scratch_bytes
         deleted = False
         try:  # from before the upload: one whose answer is lost may still have stored the blob
-            with probe.step("upload", Stage.PERMISSION):
+            with probe.step("upload", Stage.OPERATION):
                 started = time.perf_counter()
-                self._call(probe, "upload the probe blob", "w", blob.upload_blob, data, overwrite=False)
-                self._throughput(probe, "upload", started)
+                self._call(probe, "upload the scratch blob", "w", blob.upload_blob, data, overwrite=False)
+                probe.throughput("upload", self.scratch_bytes, started)
             with probe.step("download", Stage.OPERATION):
                 started = time.perf_counter()
 
@@ -319,23 +314,23 @@ class AzureBlobTarget(Target):
                     share = max((read_timeout - _DOWNLOAD_PAUSES) / _DOWNLOAD_ATTEMPTS, 0.05)
                     return blob.download_blob(connection_timeout=share, read_timeout=share).readall()
 
-                copy = self._call(probe, "download the probe blob", "r", download)
-                self._throughput(probe, "download", started)
+                copy = self._call(probe, "download the scratch blob", "r", download)
+                probe.throughput("download", self.scratch_bytes, started)
                 if copy != data:
                     raise CheckFailed(
                         Stage.OPERATION,
-                        f"the probe blob came back different ({len(copy)} bytes, {len(data)} uploaded)",
+                        f"the scratch blob came back different ({len(copy)} bytes, {len(data)} uploaded)",
                         "something between the pod and the account alters content (a proxy or gateway): check it",
                     )
                 probe.note(f"{len(copy)} bytes, identical")
-            with probe.step("delete", Stage.PERMISSION):
+            with probe.step("delete", Stage.OPERATION):
                 try:
-                    self._call(probe, "delete the probe blob", "d", blob.delete_blob)
+                    self._call(probe, "delete the scratch blob", "d", blob.delete_blob)
                 except CheckFailed as failure:
                     raise CheckFailed(
                         failure.stage,
                         failure.cause,
-                        f"{failure.remediation}; then remove the probe blob {blob.blob_name} it left behind",
+                        f"{failure.remediation}; then remove the scratch blob {blob.blob_name} it left behind",
                     ) from failure.__cause__
                 deleted = True
         finally:
@@ -343,12 +338,6 @@ class AzureBlobTarget(Target):
                 grace = max(probe.remaining(), CLEAN_UP_GRACE)
                 with suppress(Exception):  # 404 included: a blob never stored is as good as deleted
                     blob.delete_blob(connection_timeout=grace, read_timeout=grace)
-
-    def _throughput(self, probe: Probe, direction: str, started: float) -> None:
-        seconds = max(time.perf_counter() - started, 1e-6)
-        probe.facts[f"{direction}_ms"] = round(seconds * 1000, 2)
-        probe.facts[f"{direction}_bytes_per_s"] = int(self.probe_bytes / seconds)
-        probe.note(f"{self.probe_bytes} bytes in {seconds * 1000:.0f} ms")
 
     # --- requests and their failures ----------------------------------------------------------------
 
@@ -369,7 +358,7 @@ class AzureBlobTarget(Target):
             isinstance(error, HttpResponseError) and not error.status_code and isinstance(error.__cause__, AzureError)
         ):
             error = error.__cause__
-        endpoint = str(probe.facts.get("endpoint", ""))
+        endpoint = str(probe.facts.get(facts.ENDPOINT, ""))
         host = urlsplit(endpoint).hostname or endpoint
         if isinstance(error, HttpResponseError) and error.status_code:
             status = error.status_code
@@ -385,11 +374,11 @@ class AzureBlobTarget(Target):
                 or f"the service refused to {action}: see the error code in Azure's storage error reference",
             )
         if isinstance(error, ServiceRequestError):  # the request never got out
-            ssl_error = ssl_error_in(error)
+            ssl_error = find_cause(error, ssl.SSLError)
             if ssl_error is not None:
                 return tls_failure(ssl_error, host)
-            os_error = _os_error_in(error)
-            proxy = probe.facts.get("proxy")
+            os_error = find_cause(error, OSError, lambda e: e.errno is not None)
+            proxy = probe.facts.get(facts.PROXY)
             if proxy:
                 reason = os_error.strerror if os_error is not None else type(error).__name__
                 return CheckFailed(
@@ -398,8 +387,8 @@ class AzureBlobTarget(Target):
                     "check HTTPS_PROXY / HTTP_PROXY, and NO_PROXY for endpoints reached directly",
                 )
             if os_error is not None:
-                port = urlsplit(endpoint).port or (443 if endpoint.startswith("https") else 80)
-                return connect_failure(host, port, os_error)
+                parts = urlsplit(endpoint)
+                return connect_failure(host, default_port(parts.scheme, parts.port), os_error)
             return CheckFailed(
                 Stage.CONNECT,
                 f"{action}: the request could not be sent ({clean_remote_text(str(error), limit=200)})",
@@ -483,15 +472,3 @@ def _signatures(query: str) -> list[str]:
     """The sig= value of a SAS query, as written (percent-encoded) and decoded."""
     raw = [part.split("=", 1)[1] for part in query.split("&") if part.startswith("sig=")]
     return [*raw, *(unquote(value) for value in raw)]
-
-
-def _os_error_in(error: BaseException) -> OSError | None:
-    """The socket error behind the SDK's and requests' wrapper exceptions, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno is not None:
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__ or getattr(current, "inner_exception", None)
-    return None

@@ -1,19 +1,21 @@
-"""What every check shares: the target base model, stages, the failure a check raises, and the probe it reports to."""
+"""What every check shares: the target base model, stages, the failure a check raises, the probe it reports to,
+and finding an error's cause in a library's chain of wrapper exceptions."""
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 Scalar = str | int | float | bool | None
+CLEAN_UP_GRACE = 2.0  # seconds the removal of a scratch object may take even when the deadline has passed
 
 
 class Stage(StrEnum):
@@ -82,13 +84,39 @@ class Target(BaseModel, ABC):
         """Take the steps, record facts on the probe, raise CheckFailed at the first thing that is wrong."""
 
 
-@dataclass
-class Step:
+class Step(BaseModel):
+    """One stage-tagged action of a check, as the probe records it and every result shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     stage: Stage
     status: Status
     duration_ms: float
     detail: str = ""
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since `started` (a time.perf_counter() reading), as every duration and latency is given."""
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def find_cause(error: BaseException, kind: type[E], accept: Callable[[E], bool] = lambda _: True) -> E | None:
+    """The first `kind` (that `accept`s) in the chain behind a library's wrapper exception, the error itself first.
+
+    Follows __cause__, __context__ and azure-core's inner_exception.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind) and accept(current):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__ or getattr(current, "inner_exception", None)
+    return None
 
 
 @dataclass
@@ -126,6 +154,21 @@ class Probe:
             raise
         self._record(name, stage, Status.PASSED, start, self.step_detail)
 
+    @contextmanager
+    def timed(self, fact: str) -> Iterator[None]:
+        """Record how long the block took, in milliseconds, as the fact `fact` (only when it completes)."""
+        started = time.perf_counter()
+        yield
+        self.facts[fact] = elapsed_ms(started)
+
+    def throughput(self, direction: str, size: int, started: float) -> None:
+        """Record an upload's or a download's duration and MiB/s as facts, and note them on the step."""
+        seconds = max(time.perf_counter() - started, 1e-6)
+        mib_per_s = round(size / (1024 * 1024) / seconds, 2)
+        self.facts[f"{direction}_ms"] = round(seconds * 1000, 2)
+        self.facts[f"{direction}_mib_s"] = mib_per_s
+        self.note(f"{size // 1024} KiB in {seconds * 1000:.1f} ms, {mib_per_s} MiB/s")
+
     def note(self, detail: str) -> None:
         """Attach a detail to the step in progress (e.g. 'TLSv1.3', '127.0.0.1, ::1')."""
         self.step_detail = detail
@@ -136,9 +179,14 @@ class Probe:
 
     def hung_step(self, cause: str) -> Step:
         """The step in progress when the runner gave up on it: it never finished, so it never recorded itself."""
-        elapsed = round((time.perf_counter() - self.step_started) * 1000, 2) if self.step_started else 0.0
-        return Step(self.step_name or self.stage.value, self.stage, Status.FAILED, elapsed, cause)
+        elapsed = elapsed_ms(self.step_started) if self.step_started else 0.0
+        return Step(
+            name=self.step_name or self.stage.value,
+            stage=self.stage,
+            status=Status.FAILED,
+            duration_ms=elapsed,
+            detail=cause,
+        )
 
     def _record(self, name: str, stage: Stage, status: Status, start: float, detail: str) -> None:
-        duration = round((time.perf_counter() - start) * 1000, 2)
-        self.steps.append(Step(name, stage, status, duration, detail))
+        self.steps.append(Step(name=name, stage=stage, status=status, duration_ms=elapsed_ms(start), detail=detail))

@@ -7,7 +7,7 @@ cluster's data centres, then a write / read / delete round trip of a uniquely ke
 consistency. Failures are classified by the driver's exception types (AuthenticationFailed, Unauthorized,
 Unavailable, ReadTimeout / WriteTimeout, OperationTimedOut ...), never by message text.
 
-The probe table `<keyspace>.airia_test_pod_probe (id uuid PRIMARY KEY, payload blob)` is created when missing,
+The scratch table `<keyspace>.airia_test_pod_scratch (id uuid PRIMARY KEY, payload blob)` is created when missing,
 since the platform creates its own tables and CREATE is a permission worth proving. It is never dropped (a DROP
 makes snapshots and schema churn); each row is written with a 10-minute TTL, so even a check cut short leaves
 nothing behind for long.
@@ -20,7 +20,7 @@ Azure Cosmos DB for Apache Cassandra (`cosmos: true`, or a contact point under `
 - port 10350, TLS always, verified (its certificate is publicly trusted), protocol v4 (it has no v5);
 - replication is managed by the service (four replicas in every region), so the keyspace's replication map is
   reported, not judged;
-- the probe uses only CQL Cosmos DB supports: IF NOT EXISTS DDL, INSERT ... USING TTL, SELECT and DELETE by
+- the round trip uses only CQL Cosmos DB supports: IF NOT EXISTS DDL, INSERT ... USING TTL, SELECT and DELETE by
   full primary key; no NOT IN, ALLOW FILTERING, lightweight transactions, BATCH or TRUNCATE;
 - a throttled request (Overloaded, its "request rate is large" 429) fails at the operation stage and asks for
   more RU/s.
@@ -30,11 +30,10 @@ The driver's libev event loop is used (its wheels bundle libev); asyncore only w
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
-import ssl
-import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -43,8 +42,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
 
 from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target
-from app.checks.net import connect, connect_failure, resolve
-from app.checks.tls import client_context, handshake
+from app.checks.net import NO_ANSWER, connect, connect_failure, resolve
+from app.checks.tls import client_context, handshake_step
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -53,8 +52,8 @@ if TYPE_CHECKING:
 Consistency = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"]
 CqlName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]  # unquoted, so lower case
 
-PROBE_TABLE = "airia_test_pod_probe"
-PROBE_TTL_SECONDS = 600
+SCRATCH_TABLE = "airia_test_pod_scratch"
+SCRATCH_TTL_SECONDS = 600
 COSMOS_PORT = 10350
 _COSMOS_HOST = re.compile(r"\.cassandra\.cosmos\.azure\.[a-z.]+$", re.IGNORECASE)
 
@@ -105,7 +104,9 @@ class CassandraTarget(Target):
         host, sock = self._reach(probe)
         with sock:
             if self.tls:
-                self._handshake(probe, sock, host)
+                handshake_step(
+                    probe, sock, host, ca_file=self.ca_file, verify=self.tls_verify, server_name=self.server_name
+                )
         probe.facts["tls"] = self.tls
         cluster = self._cluster(probe, host)
         try:
@@ -133,25 +134,6 @@ class CassandraTarget(Target):
             return host, sock
         raise failures[0]
 
-    def _handshake(self, probe: Probe, sock: socket.socket, host: str) -> None:
-        """A TLS handshake of our own, so a certificate problem is named by its verify code (the driver loses it)."""
-        name = self.server_name or host
-        with probe.step("tls handshake", Stage.TLS):
-            version, cipher = handshake(sock, name, self._tls_context(), probe.remaining())
-            verified = f"verified as {name}" if self.tls_verify else "NOT verified (tls_verify: false)"
-            probe.note(f"{version}, {cipher}, {verified}")
-        probe.facts["tls_version"] = version
-        probe.facts["tls_cipher"] = cipher
-        if not self.tls_verify:
-            probe.warn(
-                Stage.TLS,
-                "the nodes' certificates are not verified (tls_verify: false)",
-                "give the CA that signed them as ca_file and turn tls_verify back on",
-            )
-
-    def _tls_context(self) -> ssl.SSLContext:
-        return client_context(self.ca_file, verify=self.tls_verify)
-
     def _cluster(self, probe: Probe, host: str) -> Cluster:
         """A driver cluster that fails fast: timeouts from the time left, no retries, no reconnection."""
         from cassandra import ConsistencyLevel
@@ -171,7 +153,7 @@ class CassandraTarget(Target):
         if self.username is not None and self.password is not None:
             options["auth_provider"] = PlainTextAuthProvider(self.username, self.password.get_secret_value())
         if self.tls:
-            options["ssl_context"] = self._tls_context()
+            options["ssl_context"] = client_context(self.ca_file, verify=self.tls_verify)
             options["ssl_options"] = {"server_hostname": self.server_name or host}
         return Cluster(
             contact_points=list(self.contact_points),
@@ -304,7 +286,7 @@ class CassandraTarget(Target):
                         f"create it ({create}), or set create_keyspace: true to let this check create it",
                     )
                 grant = f"CREATE ON ALL KEYSPACES TO {self._role}"
-                self._run(session, probe, create, action="create the keyspace", grant=grant)
+                self._execute(session, probe, create, action="create the keyspace", grant=grant)
                 replication = self._replication_map(session, probe)
                 if replication is None:
                     raise CheckFailed(
@@ -388,18 +370,18 @@ class CassandraTarget(Target):
     def _round_trip(self, probe: Probe, session: Session) -> None:
         from cassandra.query import SimpleStatement
 
-        table = f"{self.keyspace}.{PROBE_TABLE}"
-        with probe.step("probe table", Stage.PERMISSION):
+        table = f"{self.keyspace}.{SCRATCH_TABLE}"
+        with probe.step("scratch table", Stage.OPERATION):
             exists = self._read_system(
                 session,
                 probe,
                 "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
-                [self.keyspace, PROBE_TABLE],
+                [self.keyspace, SCRATCH_TABLE],
             ).one()
             if exists is None:
                 create = f"CREATE TABLE IF NOT EXISTS {table} (id uuid PRIMARY KEY, payload blob)"
                 grant = f"CREATE ON KEYSPACE {self.keyspace} TO {self._role}"
-                self._run(session, probe, create, action="create the probe table", grant=grant)
+                self._execute(session, probe, create, action="create the scratch table", grant=grant)
                 probe.note(f"{table} created")
             else:
                 probe.note(f"{table} exists")
@@ -412,17 +394,14 @@ class CassandraTarget(Target):
 
         grant_modify = f"MODIFY ON KEYSPACE {self.keyspace} TO {self._role}"
         grant_select = f"SELECT ON KEYSPACE {self.keyspace} TO {self._role}"
-        with probe.step("write", Stage.OPERATION):
-            started = time.perf_counter()
-            insert = statement(f"INSERT INTO {table} (id, payload) VALUES (%s, %s) USING TTL {PROBE_TTL_SECONDS}")  # noqa: S608
-            self._run(session, probe, insert, [row_id, payload], action="write", grant=grant_modify)
-            probe.facts["write_ms"] = _ms(started)
+        with probe.step("write", Stage.OPERATION), probe.timed("write_ms"):
+            insert = statement(f"INSERT INTO {table} (id, payload) VALUES (%s, %s) USING TTL {SCRATCH_TTL_SECONDS}")  # noqa: S608
+            self._execute(session, probe, insert, [row_id, payload], action="write", grant=grant_modify)
             probe.note(f"at {self.consistency}")
         with probe.step("read", Stage.OPERATION):
-            started = time.perf_counter()
-            select = statement(f"SELECT payload FROM {table} WHERE id = %s")  # noqa: S608
-            row = self._run(session, probe, select, [row_id], action="read", grant=grant_select).one()
-            probe.facts["read_ms"] = _ms(started)
+            with probe.timed("read_ms"):
+                select = statement(f"SELECT payload FROM {table} WHERE id = %s")  # noqa: S608
+                row = self._execute(session, probe, select, [row_id], action="read", grant=grant_select).one()
             if row is None or row.payload != payload:
                 raise CheckFailed(
                     Stage.OPERATION,
@@ -432,11 +411,9 @@ class CassandraTarget(Target):
                     "clocks (NTP)",
                 )
             probe.note(f"at {self.consistency}, payload matches")
-        with probe.step("delete", Stage.OPERATION):
-            started = time.perf_counter()
+        with probe.step("delete", Stage.OPERATION), probe.timed("delete_ms"):
             delete = statement(f"DELETE FROM {table} WHERE id = %s")  # noqa: S608
-            self._run(session, probe, delete, [row_id], action="delete", grant=grant_modify)
-            probe.facts["delete_ms"] = _ms(started)
+            self._execute(session, probe, delete, [row_id], action="delete", grant=grant_modify)
             probe.note(f"at {self.consistency}")
         probe.facts["consistency"] = self.consistency
 
@@ -452,67 +429,75 @@ class CassandraTarget(Target):
         return int(ConsistencyLevel.name_to_value[self.consistency])
 
     def _read_system(self, session: Session, probe: Probe, query: str, parameters: Any = None) -> Any:
-        """A read of the system tables; its failures are classified like the probe's own statements."""
+        """A read of the system tables; its failures are classified like the round trip's own statements."""
         grant = f"SELECT ON KEYSPACE system_schema TO {self._role}"
-        return self._run(session, probe, query, parameters, action="read the system tables", grant=grant)
+        return self._execute(session, probe, query, parameters, action="read the system tables", grant=grant)
 
-    def _run(
+    def _execute(
         self, session: Session, probe: Probe, query: Any, parameters: Any = None, *, action: str, grant: str
     ) -> Any:
         """Execute one statement with the time left; a driver error becomes a failure at its stage."""
-        from cassandra import OperationTimedOut, RequestValidationException, Timeout, Unauthorized, Unavailable
-        from cassandra.cluster import NoHostAvailable
-        from cassandra.protocol import OverloadedErrorMessage
-
         try:
             return session.execute(query, parameters, timeout=probe.remaining())
-        except Unauthorized as error:
-            raise CheckFailed(
-                Stage.PERMISSION,
-                f"{action} denied: {_server_message(error)}",
-                f"GRANT {grant}",
-            ) from None
-        except Unavailable as error:
-            raise CheckFailed(
-                Stage.OPERATION,
-                f"{action} at {self.consistency} needs {error.required_replicas} live replica(s), "
-                f"only {error.alive_replicas} alive",
-                "bring the down replicas back, or match the keyspace's replication factor to the nodes in each "
-                f"data centre (a single node cannot serve {self.consistency} with replication factor 3), or lower "
-                "consistency",
-            ) from None
-        except Timeout as error:  # ReadTimeout, WriteTimeout: the coordinator gave up on its replicas
-            raise CheckFailed(
-                Stage.OPERATION,
-                f"{action} at {self.consistency}: replicas did not answer the coordinator in time "
-                f"({_server_message(error)})",
-                "a replica is overloaded or unreachable from the others: check nodetool status and the nodes' logs",
-            ) from None
-        except OperationTimedOut:
-            raise CheckFailed(
-                Stage.OPERATION,
-                f"{action}: no answer before the timeout",
-                "the node accepted the request but did not answer in time: check its load and logs",
-            ) from None
-        except OverloadedErrorMessage as error:
-            raise CheckFailed(
-                Stage.OPERATION,
-                f"{action}: the cluster is overloaded ({_server_message(error)})",
-                "Cosmos DB: raise the provisioned throughput (RU/s); Cassandra: check the nodes' load",
-            ) from None
-        except RequestValidationException as error:  # InvalidRequest, ConfigurationException, SyntaxException
-            raise CheckFailed(
-                Stage.OPERATION,
-                f"{action} rejected: {_server_message(error)}",
-                f"if {PROBE_TABLE} exists with other columns, drop it and let the check recreate it; on Cosmos DB "
-                "check that the keyspace's API is Cassandra",
-            ) from None
-        except NoHostAvailable:
-            raise CheckFailed(
-                Stage.CONNECT,
-                f"{action}: no node available",
-                "every node became unreachable during the check: check the nodes and the network",
-            ) from None
+        except Exception as error:
+            for kind, stage, cause, remediation in _statement_errors():
+                if isinstance(error, kind):
+                    values = {
+                        "action": action,
+                        "grant": grant,
+                        "consistency": self.consistency,
+                        "message": _server_message(error),
+                        "required": getattr(error, "required_replicas", "?"),
+                        "alive": getattr(error, "alive_replicas", "?"),
+                    }
+                    raise CheckFailed(stage, cause.format(**values), remediation.format(**values)) from None
+            raise
+
+
+@functools.cache
+def _statement_errors() -> tuple[tuple[type[Exception], Stage, str, str], ...]:
+    """Driver errors of a statement → (stage, cause, remediation), first match wins; {action}, {grant},
+    {consistency}, {message}, {required} and {alive} are filled in."""
+    from cassandra import OperationTimedOut, RequestValidationException, Timeout, Unauthorized, Unavailable
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.protocol import OverloadedErrorMessage
+
+    return (
+        (Unauthorized, Stage.PERMISSION, "{action} denied: {message}", "GRANT {grant}"),
+        (
+            Unavailable,
+            Stage.OPERATION,
+            "{action} at {consistency} needs {required} live replica(s), only {alive} alive",
+            "bring the down replicas back, or match the keyspace's replication factor to the nodes in each data "
+            "centre (a single node cannot serve {consistency} with replication factor 3), or lower consistency",
+        ),
+        (  # ReadTimeout, WriteTimeout: the coordinator gave up on its replicas
+            Timeout,
+            Stage.OPERATION,
+            "{action} at {consistency}: replicas did not answer the coordinator in time ({message})",
+            "a replica is overloaded or unreachable from the others: check nodetool status and the nodes' logs",
+        ),
+        (OperationTimedOut, Stage.OPERATION, "{action}: no answer before the timeout", NO_ANSWER[Stage.OPERATION]),
+        (
+            OverloadedErrorMessage,
+            Stage.OPERATION,
+            "{action}: the cluster is overloaded ({message})",
+            "Cosmos DB: raise the provisioned throughput (RU/s); Cassandra: check the nodes' load",
+        ),
+        (  # InvalidRequest, ConfigurationException, SyntaxException
+            RequestValidationException,
+            Stage.OPERATION,
+            "{action} rejected: {message}",
+            f"if {SCRATCH_TABLE} exists with other columns, drop it and let the check recreate it; on Cosmos DB "
+            "check that the keyspace's API is Cassandra",
+        ),
+        (
+            NoHostAvailable,
+            Stage.CONNECT,
+            "{action}: no node available",
+            "every node became unreachable during the check: check the nodes and the network",
+        ),
+    )
 
 
 def _connection_class() -> type:
@@ -544,7 +529,3 @@ def _cql_text(value: str) -> str:
 
 def _server_message(error: Exception) -> str:
     return clean_remote_text(str(getattr(error, "message", None) or error))
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -19,9 +20,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, FilePath, SecretStr, field_validator
 
 from app import __version__
-from app.checks.base import CheckFailed, Probe, Stage, Target
-from app.checks.net import connect_failure, resolve, resolver_failure
-from app.checks.tls import client_context, ssl_error_in, tls_failure
+from app.checks import facts
+from app.checks.base import CheckFailed, Probe, Stage, Target, elapsed_ms, find_cause
+from app.checks.net import DROPPED, NO_ANSWER, connect_failure, default_port, resolve, resolver_failure
+from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -105,20 +107,22 @@ class HttpTarget(Target):
 
     def check(self, probe: Probe) -> None:
         url = urlsplit(self.url)
-        resolve(probe, url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+        resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
         headers = {name: value.get_secret_value() for name, value in self.headers.items()}
         with open_client(probe, self.ca_file, follow_redirects=self.follow_redirects) as client:
             if self.follow_redirects:
                 client.event_hooks["request"].append(_keep_headers_on_origin(self.url, list(headers)))
             answer = exchange(probe, client, self.method, self.url, headers=headers)
         probe.facts.update(
-            status=answer.status,
-            latency_ms=answer.latency_ms,
-            final_url=answer.url,
-            redirects=answer.redirects,
-            server=clean_remote_text(answer.headers.get("server", "")),
-            content_type=clean_remote_text(answer.headers.get("content-type", "")),
-            body_bytes=len(answer.body),
+            {
+                "status": answer.status,
+                facts.LATENCY_MS: answer.latency_ms,
+                "final_url": answer.url,
+                "redirects": answer.redirects,
+                "server": clean_remote_text(answer.headers.get("server", "")),
+                "content_type": clean_remote_text(answer.headers.get("content-type", "")),
+                "body_bytes": len(answer.body),
+            }
         )
 
         with probe.step("status", Stage.OPERATION):
@@ -209,11 +213,12 @@ def exchange(
     *,
     headers: dict[str, str] | None = None,
     json: Any = None,
+    form: dict[str, str] | None = None,
 ) -> Answer:
-    """Send one request and read its answer, recording connect, tls handshake and http request steps."""
+    """Send one request (a JSON or form body) and read its answer, recording connect, tls and http request steps."""
     import httpx
 
-    request = client.build_request(method, url, headers=headers, json=json, timeout=probe.remaining())
+    request = client.build_request(method, url, headers=headers, json=json, data=form, timeout=probe.remaining())
     phases = _Phases(probe, request.url)
     request.extensions["trace"] = phases
     started = time.perf_counter()
@@ -242,41 +247,34 @@ def exchange(
         body=bytes(body[:MAX_BODY]),
         url=final_url,
         redirects=len(response.history),
-        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        latency_ms=elapsed_ms(started),
     )
 
 
 _TIMEOUTS = {
-    Stage.CONNECT: (
-        "no answer from {where} before the timeout",
-        "packets are being dropped: check firewalls, security groups and NetworkPolicy egress",
-    ),
-    Stage.TLS: (
-        "no answer to the TLS handshake before the timeout",
-        "the port accepts connections but never completes a TLS handshake: is it a TLS port?",
-    ),
+    Stage.CONNECT: ("no answer from {where} before the timeout", DROPPED),
     Stage.OPERATION: (
         "{where} accepted the request but did not answer before the timeout",
-        "the server (or a proxy in front of it) is overloaded or stuck: check its load and logs",
+        NO_ANSWER[Stage.OPERATION],
     ),
 }
 
 # httpcore trace events that open a step; a step ends when the next one opens, or when the exchange ends
 _STEPS = {
     "connection.connect_tcp.started": ("connect", Stage.CONNECT),
-    "connection.start_tls.started": ("tls handshake", Stage.TLS),
+    "connection.start_tls.started": (HANDSHAKE_STEP, Stage.TLS),
     "http11.send_request_headers.started": ("http request", Stage.OPERATION),
 }
 
 
 class _Phases(ExitStack):
-    """httpx trace events as probe steps: the step in progress is where a failure or a timeout is reported."""
+    """httpx trace events as the probe's steps: the step in progress is where a failure or a timeout is reported."""
 
     def __init__(self, probe: Probe, url: httpx.URL) -> None:
         super().__init__()
         self.probe = probe
         self.in_step = False
-        self.host, self.port = url.host, url.port or (443 if url.scheme == "https" else 80)
+        self.host, self.port = url.host, default_port(url.scheme, url.port)
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event in _STEPS:
@@ -290,7 +288,7 @@ class _Phases(ExitStack):
             ssl_object = info["return_value"].get_extra_info("ssl_object")
             cipher = ssl_object.cipher()
             self.probe.note(f"{ssl_object.version()}, {cipher[0] if cipher else 'no cipher'}")
-            self.probe.facts["tls_version"] = ssl_object.version()
+            self.probe.facts[facts.TLS_VERSION] = ssl_object.version()
 
     def failure(self, error: Exception) -> CheckFailed:
         """Classify an httpx error by the phase it interrupted and the error underneath it."""
@@ -300,8 +298,10 @@ class _Phases(ExitStack):
             self.enter_context(self.probe.step("http request", Stage.OPERATION))
             self.in_step = True
         stage, where = self.probe.stage, f"{self.host}:{self.port}"
-        ssl_error = ssl_error_in(error)
-        os_error = next((e for e in _chain(error) if isinstance(e, OSError)), None)
+        ssl_error = find_cause(error, ssl.SSLError)
+        os_error = find_cause(error, OSError)
+        if isinstance(error, httpx.TimeoutException) and stage == Stage.TLS:
+            return tls_failure(TimeoutError(), self.host)
         if isinstance(error, httpx.TimeoutException):
             cause, remediation = _TIMEOUTS.get(stage, _TIMEOUTS[Stage.OPERATION])
             return CheckFailed(stage, cause.format(where=where), remediation)
@@ -326,15 +326,6 @@ class _Phases(ExitStack):
             f"the request failed: {type(error).__name__}: {clean_remote_text(str(error))}",
             "check the URL and the server's log",
         )
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 def _unexpected_status(answer: Answer, expected: list[int]) -> CheckFailed:

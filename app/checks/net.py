@@ -1,11 +1,24 @@
-"""Socket steps that several kinds share: resolving a host and opening a TCP connection."""
+"""Socket steps that several kinds share: resolving a host, opening a TCP connection, the default port of a URL,
+and what to do about a stage that got no answer in time."""
 
 from __future__ import annotations
 
 import errno
 import socket
 
+from app.checks import facts
 from app.checks.base import CheckFailed, Probe, Stage
+
+DROPPED = "packets are being dropped: check firewalls, security groups and NetworkPolicy egress to this port"
+# what to do when a stage got no answer in time, whether the runner's deadline or a library's own timeout ended it
+NO_ANSWER = {
+    Stage.RESOLVE: "the DNS server did not answer in time: check the pod's resolver (CoreDNS) and its upstreams",
+    Stage.CONNECT: DROPPED,
+    Stage.TLS: "the port accepts connections but never completes a TLS handshake: is it really a TLS port?",
+    Stage.AUTH: "the server accepted the connection but did not finish authenticating: check its load and logs",
+    Stage.PERMISSION: "the server stalled while permissions were tested: check its load and locks",
+    Stage.OPERATION: "the server accepted the request but did not answer in time: check its load and logs",
+}
 
 _CONNECT_REMEDIATION = {
     errno.ECONNREFUSED: "the host answered but nothing listens on port {port}: check the port and that it runs",
@@ -54,7 +67,7 @@ def resolve(probe: Probe, host: str, port: int) -> list[str]:
             raise resolver_failure(host, error) from error
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         probe.note(", ".join(addresses))
-    probe.facts["addresses"] = ", ".join(addresses)
+    probe.facts[facts.ADDRESSES] = ", ".join(addresses)
     return addresses
 
 
@@ -73,7 +86,7 @@ def connect(probe: Probe, host: str, port: int, addresses: list[str]) -> socket.
                 last_error = error
                 continue
             probe.note(f"{address}:{port}")
-            probe.facts["connected_to"] = f"{address}:{port}"
+            probe.facts[facts.CONNECTED_TO] = f"{address}:{port}"
             return sock
         raise connect_failure(host, port, last_error)
 
@@ -83,7 +96,7 @@ def connect_failure(host: str, port: int, error: OSError | None) -> CheckFailed:
         return CheckFailed(
             Stage.CONNECT,
             f"no answer from {host}:{port} before the timeout",
-            "packets are being dropped: check firewalls, security groups and NetworkPolicy egress to this port",
+            DROPPED,
         )
     template = _CONNECT_REMEDIATION.get(
         error.errno or 0, "check that the service runs and that the pod may reach {host}:{port}"
@@ -94,3 +107,8 @@ def connect_failure(host: str, port: int, error: OSError | None) -> CheckFailed:
         f"cannot connect to {host}:{port}: {reason}",
         template.format(host=host, port=port),
     )
+
+
+def default_port(scheme: str, port: int | None = None) -> int:
+    """`port`, or the default port of an http(s) URL's scheme."""
+    return port or (443 if scheme == "https" else 80)

@@ -7,15 +7,17 @@ clears by itself. A spent quota (code `insufficient_quota`) fails: nothing will 
 
 from __future__ import annotations
 
-import json
+import base64
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import FilePath, SecretStr, StringConstraints, model_validator
+from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
 
-from app.checks.base import CheckFailed, Probe, Scalar, Stage, Target
+from app.checks import facts
+from app.checks.ai import PROMPT, TEST_IMAGE, VISION_PROMPT, chat_facts, embedding_facts, json_of, message_of
+from app.checks.base import CheckFailed, Probe, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
-from app.checks.net import resolve
+from app.checks.net import default_port, resolve
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -24,8 +26,8 @@ if TYPE_CHECKING:
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s?#]+$")]
 DeploymentName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 ApiVersion = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")]
-CallKind = Literal["chat", "embedding"]
-PROMPT = "Reply with one word: ready"
+Api = Literal["chat", "vision", "embedding"]  # the APIs a target is checked on
+_CALLS = {"chat": ("chat completion", "chat/completions"), "vision": ("vision", "chat/completions")}
 MODELS_RESERVE = 1.0  # seconds kept back from the /models lookup to report the failure it decorates
 
 
@@ -41,6 +43,8 @@ class OpenaiTarget(Target):
     deployment: DeploymentName | None = None  # azure
     embedding_deployment: DeploymentName | None = None  # azure
     api_version: ApiVersion | None = None  # azure
+    vision: bool = False  # also send a tiny image to the chat model (deployment), as vision features do
+    embedding_dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None  # what the platform's index expects
     ca_file: FilePath | None = None
 
     @model_validator(mode="after")
@@ -57,28 +61,29 @@ class OpenaiTarget(Target):
 
     def check(self, probe: Probe) -> None:
         url = urlsplit(self.base_url)
-        resolve(probe, url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+        resolve(probe, url.hostname or "", default_port(url.scheme, url.port))
         with open_client(probe, self.ca_file) as client:
             chat = self._call(probe, client, "chat", self.model or self.deployment or "")
             if chat is not None:
                 usage = chat.get("usage") or {}
-                probe.facts.update(
-                    chat_model=clean_remote_text(str(chat.get("model", ""))),
-                    chat_prompt_tokens=_count(usage.get("prompt_tokens")),
-                    chat_completion_tokens=_count(usage.get("completion_tokens")),
-                )
+                chat_facts(probe, "chat", chat.get("model"), usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            if self.vision:
+                seen = self._call(probe, client, "vision", self.model or self.deployment or "")
+                if seen is not None:
+                    usage = seen.get("usage") or {}
+                    chat_facts(
+                        probe, "vision", seen.get("model"), usage.get("prompt_tokens"), usage.get("completion_tokens")
+                    )
             embedding_name = self.embedding_model or self.embedding_deployment
             if embedding_name is not None:
                 embedding = self._call(probe, client, "embedding", embedding_name)
                 if embedding is not None:
-                    probe.facts.update(
-                        embedding_dimensions=len(embedding["data"][0]["embedding"]),
-                        embedding_tokens=_count((embedding.get("usage") or {}).get("prompt_tokens")),
-                    )
+                    tokens = (embedding.get("usage") or {}).get("prompt_tokens")
+                    embedding_facts(probe, embedding["data"][0]["embedding"], tokens, self.embedding_dimensions)
 
-    def _call(self, probe: Probe, client: httpx.Client, kind: CallKind, name: str) -> dict[str, Any] | None:
+    def _call(self, probe: Probe, client: httpx.Client, api: Api, name: str) -> dict[str, Any] | None:
         """One API call, judged in its own step; None when it was rate limited (a warning already noted)."""
-        call, endpoint = ("chat completion", "chat/completions") if kind == "chat" else ("embedding", "embeddings")
+        call, endpoint = _CALLS.get(api, ("embedding", "embeddings"))
         key = self.api_key.get_secret_value()
         if self.provider == "azure":
             url = f"{self.base_url.rstrip('/')}/openai/deployments/{name}/{endpoint}?api-version={self.api_version}"
@@ -87,13 +92,13 @@ class OpenaiTarget(Target):
             url = f"{self.base_url.rstrip('/')}/{endpoint}"
             headers = {"Authorization": f"Bearer {key}"}
         length_limit = "max_tokens"
-        answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(kind, name, length_limit))
-        if kind == "chat" and answer.status == 400 and _error(answer).get("param") == "max_tokens":
+        answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(api, name, length_limit))
+        if api != "embedding" and answer.status == 400 and _error(answer).get("param") == "max_tokens":
             # newer OpenAI models reject max_tokens by name and want max_completion_tokens instead
             length_limit = "max_completion_tokens"
-            answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(kind, name, length_limit))
+            answer = exchange(probe, client, "POST", url, headers=headers, json=_payload(api, name, length_limit))
         with probe.step(call, Stage.OPERATION):
-            probe.facts[f"{kind}_latency_ms"] = answer.latency_ms
+            probe.facts[facts.CALL_LATENCY_MS.format(call=api)] = answer.latency_ms
             if answer.status == 429 and _error(answer).get("code") != "insufficient_quota":
                 retry = answer.headers.get("retry-after")
                 probe.warn(
@@ -105,9 +110,9 @@ class OpenaiTarget(Target):
                 probe.note("rate limited (HTTP 429)")
                 return None
             if answer.status != 200:
-                raise self._failure(kind, call, name, answer, probe=probe, client=client)
-            document = _json(answer)
-            if not (_has_choices(document) if kind == "chat" else _has_embedding(document)):
+                raise self._failure(api, call, name, answer, probe=probe, client=client)
+            document = json_of(answer)
+            if not (_has_embedding(document) if api == "embedding" else _has_choices(document)):
                 raise CheckFailed(
                     Stage.OPERATION,
                     f"{call}: the answer is not an OpenAI {call} response: {answer.snippet or '(empty)'}",
@@ -119,7 +124,7 @@ class OpenaiTarget(Target):
             return document
 
     def _failure(
-        self, kind: CallKind, call: str, name: str, answer: Answer, *, probe: Probe, client: httpx.Client
+        self, api: Api, call: str, name: str, answer: Answer, *, probe: Probe, client: httpx.Client
     ) -> CheckFailed:
         status = answer.status
         cause = f"{call}: HTTP {status}: {_message(answer)}"
@@ -157,11 +162,18 @@ class OpenaiTarget(Target):
             return CheckFailed(
                 Stage.OPERATION, cause, "the account's quota or credit is used up: check billing and usage limits"
             )
+        if status == 400 and _error(answer).get("code") == "content_filter":
+            return CheckFailed(
+                Stage.OPERATION,
+                cause,
+                "the resource's content filter blocks even a one-word prompt: review the content filter "
+                "configuration applied to this deployment",
+            )
         if status == 400:
             return CheckFailed(
                 Stage.OPERATION,
                 cause,
-                f"the server rejects the request: check that '{name}' is a {kind} model"
+                f"the server rejects the request: check that '{name}' is a {api} model"
                 + (f" and that api_version {self.api_version} supports it" if self.provider == "azure" else ""),
             )
         if status >= 500:
@@ -174,29 +186,24 @@ class OpenaiTarget(Target):
         return CheckFailed(Stage.OPERATION, cause, f"unexpected answer from {where}: check base_url and provider")
 
 
-def _payload(kind: CallKind, name: str, length_limit: str) -> dict[str, Any]:
-    if kind == "chat":
-        return {"model": name, "messages": [{"role": "user", "content": PROMPT}], length_limit: 1}
-    return {"model": name, "input": PROMPT}
-
-
-def _json(answer: Answer) -> dict[str, Any]:
-    try:
-        document = json.loads(answer.body)
-    except ValueError:
-        return {}
-    return document if isinstance(document, dict) else {}
+def _payload(api: Api, name: str, length_limit: str) -> dict[str, Any]:
+    if api == "embedding":
+        return {"model": name, "input": PROMPT}
+    content: Any = PROMPT
+    if api == "vision":
+        image = f"data:image/png;base64,{base64.b64encode(TEST_IMAGE).decode()}"
+        content = [{"type": "text", "text": VISION_PROMPT}, {"type": "image_url", "image_url": {"url": image}}]
+    return {"model": name, "messages": [{"role": "user", "content": content}], length_limit: 1}
 
 
 def _error(answer: Answer) -> dict[str, Any]:
     """The `error` object both OpenAI and Azure send with a failure ({code, message, type, param})."""
-    error = _json(answer).get("error")
+    error = json_of(answer).get("error")
     return error if isinstance(error, dict) else {}
 
 
 def _message(answer: Answer) -> str:
-    message = _error(answer).get("message")
-    return clean_remote_text(str(message), 300) if message else (answer.snippet or "(no body)")
+    return message_of(_error(answer).get("message"), answer)
 
 
 def _has_choices(document: dict[str, Any]) -> bool:
@@ -209,10 +216,6 @@ def _has_embedding(document: dict[str, Any]) -> bool:
     return bool(
         isinstance(data, list) and data and isinstance(data[0], dict) and isinstance(data[0].get("embedding"), list)
     )
-
-
-def _count(value: Any) -> Scalar:
-    return value if isinstance(value, int) else None
 
 
 def _offered_models(probe: Probe, client: httpx.Client, base_url: str, key: str) -> str:

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
-from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target
-from app.checks.net import connect, resolve
-from app.checks.tls import client_context, tls_failure
+from app.checks import facts
+from app.checks.base import CheckFailed, Host, Port, Probe, Stage, Target, elapsed_ms
+from app.checks.net import NO_ANSWER, connect, resolve
+from app.checks.tls import HANDSHAKE_STEP, client_context, tls_failure
 from app.sanitization import clean_remote_text
 
 if TYPE_CHECKING:
@@ -41,6 +42,43 @@ HBA_REMEDIATION = (
     "the server's pg_hba.conf (or the managed service's firewall / allowed-IP list) has no rule for this client: "
     "allow-list the pod's egress address for this user and database, and use the sslmode the rule needs "
     "(a hostssl rule or require_secure_transport needs sslmode require or stronger); the role also needs LOGIN"
+)
+# SQLSTATE of a refused start-up → (stage, cause, remediation); {user}, {database}, {quoted_user},
+# {quoted_database} and {message} are filled in
+_STARTUP_ERRORS: dict[str, tuple[Stage, str, str]] = {
+    "28P01": (
+        Stage.AUTH,
+        "password authentication failed for user {user}",
+        "check user and password (the secret the pod is given); the password may have been rotated "
+        "or the role may not exist",
+    ),
+    "28000": (Stage.AUTH, "the server rejected the connection: {message}", HBA_REMEDIATION),
+    "53300": (
+        Stage.AUTH,
+        "the server refuses new connections: {message}",
+        "too many connections are open: raise max_connections or the role's / database's CONNECTION "
+        "LIMIT, or put a pooler (PgBouncer) in front and close leaked sessions",
+    ),
+    "57P03": (
+        Stage.AUTH,
+        "the server is not accepting connections right now: {message}",
+        "the server is starting, shutting down or in recovery: wait for it, and check failover status",
+    ),
+    "3D000": (
+        Stage.OPERATION,
+        "database {database} does not exist on the server",
+        "create it (CREATE DATABASE {quoted_database} OWNER {quoted_user};) or correct the database field",
+    ),
+    "42501": (
+        Stage.PERMISSION,
+        "user {user} may not connect to database {database}: {message}",
+        "run GRANT CONNECT ON DATABASE {quoted_database} TO {quoted_user}; as the database owner",
+    ),
+}
+_STARTUP_REFUSED = (
+    Stage.AUTH,
+    "the server refused the session: {message} (SQLSTATE {code})",
+    "look up the SQLSTATE in the PostgreSQL documentation (Appendix A) and check the server's log",
 )
 
 
@@ -75,7 +113,7 @@ class PostgresTarget(Target):
         # libpq's order of attempts: allow tries plaintext first, prefer falls back to plaintext
         attempts = {"disable": [False], "allow": [False, True], "prefer": [True, False]}.get(self.sslmode, [True])
         connection, sock = self._session(probe, addresses, attempts)
-        if self.sslmode in ("allow", "prefer") and probe.facts["tls_version"] == "none":
+        if self.sslmode in ("allow", "prefer") and probe.facts[facts.TLS_VERSION] == "none":
             probe.warn(
                 Stage.TLS,
                 "the connection is not encrypted: the server did not negotiate TLS",
@@ -104,7 +142,7 @@ class PostgresTarget(Target):
                 if use_tls:
                     sock = self._tls(probe, sock)
                 else:
-                    probe.facts["tls_version"] = "none"
+                    probe.facts[facts.TLS_VERSION] = "none"
                 return self._startup(probe, sock), sock
             except CheckFailed as failure:
                 sock.close()
@@ -118,7 +156,7 @@ class PostgresTarget(Target):
 
     def _tls(self, probe: Probe, sock: socket.socket) -> socket.socket:
         """The socket after PostgreSQL's SSLRequest and a TLS handshake (unchanged when allow/prefer meet no TLS)."""
-        with probe.step("tls", Stage.TLS):
+        with probe.step(HANDSHAKE_STEP, Stage.TLS):
             context = self._ssl_context()
             sock.settimeout(probe.remaining())
             try:
@@ -129,7 +167,7 @@ class PostgresTarget(Target):
             if answer == b"N":
                 if self.sslmode in ("allow", "prefer"):  # the server has no TLS: libpq carries on unencrypted
                     probe.note(f"the server offers no TLS; continuing unencrypted as sslmode={self.sslmode} does")
-                    probe.facts["tls_version"] = "none"
+                    probe.facts[facts.TLS_VERSION] = "none"
                     return sock
                 raise CheckFailed(
                     Stage.TLS,
@@ -151,8 +189,8 @@ class PostgresTarget(Target):
                 raise tls_failure(error, self.host) from None
             version, cipher = tls_sock.version() or "unknown", (tls_sock.cipher() or ("unknown",))[0]
             probe.note(f"{version}, {cipher}")
-            probe.facts["tls_version"] = version
-            probe.facts["tls_cipher"] = cipher
+            probe.facts[facts.TLS_VERSION] = version
+            probe.facts[facts.TLS_CIPHER] = cipher
             return tls_sock
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -244,52 +282,22 @@ class PostgresTarget(Target):
                 f"the server requires a password for user {self.user} and this target has none",
                 "set password (from a Secret: password: ${ENV_NAME}) or allow this client without one in pg_hba.conf",
             )
-        if code == "28P01":
-            return CheckFailed(
-                Stage.AUTH,
-                f"password authentication failed for user {self.user}",
-                "check user and password (the secret the pod is given); the password may have been rotated "
-                "or the role may not exist",
-            )
-        if code == "28000":
-            return CheckFailed(Stage.AUTH, f"the server rejected the connection: {message}", HBA_REMEDIATION)
-        if code == "53300":
-            return CheckFailed(
-                Stage.AUTH,
-                f"the server refuses new connections: {message}",
-                "too many connections are open: raise max_connections or the role's / database's CONNECTION "
-                "LIMIT, or put a pooler (PgBouncer) in front and close leaked sessions",
-            )
-        if code == "57P03":
-            return CheckFailed(
-                Stage.AUTH,
-                f"the server is not accepting connections right now: {message}",
-                "the server is starting, shutting down or in recovery: wait for it, and check failover status",
-            )
-        if code == "3D000":
-            return CheckFailed(
-                Stage.OPERATION,
-                f"database {self.database} does not exist on the server",
-                f"create it (CREATE DATABASE {_quote(self.database)} OWNER {_quote(self.user)};) "
-                "or correct the database field",
-            )
-        if code == "42501":
-            return CheckFailed(
-                Stage.PERMISSION,
-                f"user {self.user} may not connect to database {self.database}: {message}",
-                f"run GRANT CONNECT ON DATABASE {_quote(self.database)} TO {_quote(self.user)}; as the database owner",
-            )
-        return CheckFailed(
-            Stage.AUTH,
-            f"the server refused the session: {message} (SQLSTATE {code})",
-            "look up the SQLSTATE in the PostgreSQL documentation (Appendix A) and check the server's log",
-        )
+        stage, cause, remediation = _STARTUP_ERRORS.get(code, _STARTUP_REFUSED)
+        values = {
+            "user": self.user,
+            "database": self.database,
+            "quoted_user": _quote(self.user),
+            "quoted_database": _quote(self.database),
+            "message": message,
+            "code": code,
+        }
+        return CheckFailed(stage, cause.format(**values), remediation.format(**values))
 
     # --- what the platform needs once connected -------------------------------------------------------
 
     def _database(self, probe: Probe, connection: Connection, sock: socket.socket) -> None:
         with probe.step("database", Stage.OPERATION):
-            [[database, user, encoding]] = _run(
+            [[database, user, encoding]] = _execute(
                 connection,
                 sock,
                 probe,
@@ -307,7 +315,7 @@ class PostgresTarget(Target):
 
     def _version(self, probe: Probe, connection: Connection, sock: socket.socket) -> int:
         with probe.step("version", Stage.OPERATION):
-            [[number, text]] = _run(
+            [[number, text]] = _execute(
                 connection,
                 sock,
                 probe,
@@ -331,7 +339,7 @@ class PostgresTarget(Target):
         with probe.step("extensions", Stage.OPERATION):
             available = {
                 row[0]
-                for row in _run(
+                for row in _execute(
                     connection,
                     sock,
                     probe,
@@ -341,7 +349,7 @@ class PostgresTarget(Target):
             }
             installed = {
                 row[0]: row[1]
-                for row in _run(
+                for row in _execute(
                     connection,
                     sock,
                     probe,
@@ -373,7 +381,7 @@ class PostgresTarget(Target):
     def _schema(self, probe: Probe, connection: Connection, sock: socket.socket) -> dict[str, bool]:
         """The schema exists; returns which of USAGE and CREATE the user holds on it."""
         with probe.step("schema", Stage.OPERATION):
-            rows = _run(
+            rows = _execute(
                 connection,
                 sock,
                 probe,
@@ -400,7 +408,7 @@ class PostgresTarget(Target):
         """Create, fill, read and drop a scratch table in one transaction: a failure rolls it all back."""
         from pg8000.exceptions import DatabaseError
 
-        table = f"{_quote(self.schema_)}.{_quote('airia_probe_' + secrets.token_hex(6))}"
+        table = f"{_quote(self.schema_)}.{_quote('airia_scratch_' + secrets.token_hex(6))}"
         token = secrets.token_hex(16)
         # the table name is generated here and quoted; the only value goes in as a parameter
         statements = [
@@ -409,14 +417,14 @@ class PostgresTarget(Target):
             ("SELECT", f"SELECT payload FROM {table} WHERE id = 1"),  # noqa: S608
             ("DROP TABLE", f"DROP TABLE {table}"),
         ]
-        with probe.step("round trip", Stage.PERMISSION):
+        with probe.step("round trip", Stage.OPERATION):
             start = time.perf_counter()
-            _run(connection, sock, probe, "BEGIN")
+            _execute(connection, sock, probe, "BEGIN")
             committed = False
             try:
                 for verb, sql in statements:
                     try:
-                        rows = _run(connection, sock, probe, sql, **({"token": token} if ":token" in sql else {}))
+                        rows = _execute(connection, sock, probe, sql, **({"token": token} if ":token" in sql else {}))
                     except DatabaseError as error:
                         raise self._statement_failure(verb, *_server_error(error), privileges) from None
                     if verb == "SELECT" and rows != [[token]]:
@@ -425,12 +433,12 @@ class PostgresTarget(Target):
                             "the row read back differs from the row written",
                             "check for triggers, rules or a proxy that rewrites queries on this database",
                         )
-                _run(connection, sock, probe, "COMMIT")
+                _execute(connection, sock, probe, "COMMIT")
                 committed = True
             finally:
                 if not committed:
                     _rollback(connection)
-            elapsed = round((time.perf_counter() - start) * 1000, 2)
+            elapsed = elapsed_ms(start)
             probe.note(f"create / insert / select / drop in {self.schema_}: {elapsed} ms")
             probe.facts["round_trip_ms"] = elapsed
 
@@ -462,11 +470,11 @@ class PostgresTarget(Target):
             timings = []
             for _ in range(5):
                 start = time.perf_counter()
-                _run(connection, sock, probe, "SELECT 1")
+                _execute(connection, sock, probe, "SELECT 1")
                 timings.append((time.perf_counter() - start) * 1000)
             median = round(statistics.median(timings), 2)
             probe.note(f"median of 5 × SELECT 1: {median} ms")
-            probe.facts["latency_ms"] = median
+            probe.facts[facts.LATENCY_MS] = median
 
 
 def _both_attempts(first: CheckFailed | None, retry: CheckFailed, retry_tls: bool) -> CheckFailed:
@@ -482,7 +490,7 @@ def _both_attempts(first: CheckFailed | None, retry: CheckFailed, retry_tls: boo
     return CheckFailed(first.stage, f"{first.cause}; the retry {how}: {retry.cause}", first.remediation)
 
 
-def _run(connection: Connection, sock: socket.socket, probe: Probe, sql: str, **params: Any) -> Any:
+def _execute(connection: Connection, sock: socket.socket, probe: Probe, sql: str, **params: Any) -> Any:
     """One statement under the time the runner has left; a stall becomes a failure at the current stage."""
     from pg8000.exceptions import InterfaceError
 
@@ -519,11 +527,7 @@ def _interface_failure(stage: Stage, error: Exception, what: str) -> CheckFailed
 
 
 def _timeout(stage: Stage, what: str) -> CheckFailed:
-    return CheckFailed(
-        stage,
-        f"no answer to {what} before the timeout",
-        "the server accepted the connection but stopped answering: check its load, locks and log",
-    )
+    return CheckFailed(stage, f"no answer to {what} before the timeout", NO_ANSWER[stage])
 
 
 def _quote(identifier: str) -> str:

@@ -2,7 +2,7 @@
 
 Failures are diagnosed by OpenSSL's verify code and reason code, never by message text. `tls_failure` does
 that for every kind that speaks TLS (http, openai, the data stores), so one broken certificate reads the same
-everywhere; `ssl_error_in` digs the ssl error out of a library's wrapper exception.
+everywhere; `handshake_step` is the handshake of every kind that shakes hands before its SDK connects.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, FilePath
 
+from app.checks import facts
 from app.checks.base import CheckFailed, Host, Port, Probe, Scalar, Stage, Target
-from app.checks.net import connect, resolve
+from app.checks.net import NO_ANSWER, connect, resolve
 from app.sanitization import clean_remote_text
 
 TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
+HANDSHAKE_STEP = "tls handshake"
 
 _FULL_CHAIN = (
     "the server does not send its intermediate certificate (or the CA is not trusted): "
@@ -115,7 +117,7 @@ class TlsTarget(Target):
         addresses = resolve(probe, self.host, self.port)
         with connect(probe, self.host, self.port, addresses) as raw:
             peer = raw.getpeername()[:2]
-            with probe.step("tls handshake", Stage.TLS):
+            with probe.step(HANDSHAKE_STEP, Stage.TLS):
                 context = client_context(self.ca_file, self.min_version)
                 raw.settimeout(probe.remaining())
                 try:
@@ -125,10 +127,11 @@ class TlsTarget(Target):
                 except OSError as error:
                     raise self._diagnosis(probe, error, peer, name) from error
                 probe.note(f"{version}, {cipher[0] if cipher else 'no cipher'}")
-        probe.facts.update(tls_version=version, cipher=cipher[0] if cipher else "", **certificate_facts(der))
+        probe.facts.update({facts.TLS_VERSION: version, facts.TLS_CIPHER: cipher[0] if cipher else ""})
+        probe.facts.update(certificate_facts(der))
 
         with probe.step("certificate expiry", Stage.TLS):
-            not_after = datetime.fromisoformat(str(probe.facts["not_after"]))
+            not_after = datetime.fromisoformat(str(probe.facts[facts.NOT_AFTER]))
             left = not_after - datetime.now(UTC)
             probe.note(f"{left.days} days left, until {not_after:%Y-%m-%d}")
             if left <= timedelta(days=self.warn_days):
@@ -146,9 +149,9 @@ class TlsTarget(Target):
         leaf = _unverified_leaf(probe, peer, name)
         if not leaf:
             return failure
-        facts = certificate_facts(leaf)
-        probe.facts.update(facts)
-        return _with_evidence(failure, error.verify_code, facts)
+        certificate = certificate_facts(leaf)
+        probe.facts.update(certificate)
+        return _with_evidence(failure, error.verify_code, certificate)
 
 
 def client_context(
@@ -201,17 +204,39 @@ def _verified_context(
     return context
 
 
-def handshake(sock: socket.socket, name: str, context: ssl.SSLContext, timeout: float) -> tuple[str, str]:
-    """TLS on a connected socket, which is closed afterwards: (protocol, cipher), or a classified tls failure.
+def handshake_step(
+    probe: Probe,
+    sock: socket.socket,
+    host: str,
+    *,
+    ca_file: Path | None = None,
+    verify: bool = True,
+    server_name: str | None = None,
+) -> None:
+    """The step "tls handshake" on a connected socket, which is closed afterwards; a failure is classified.
 
-    The data-store kinds do this before their SDK connects, because the SDKs lose the verify code.
+    The data-store kinds shake hands themselves before their SDK connects, because the SDKs lose the verify
+    code. The certificate must be trusted by the system store (or ca_file) and name `server_name` (default:
+    host); a kind's `tls_verify: false` (verify=False) accepts any certificate, with a warning.
     """
-    sock.settimeout(timeout)
-    try:
-        with context.wrap_socket(sock, server_hostname=name) as tls:
-            return tls.version() or "", (tls.cipher() or ("",))[0]
-    except OSError as error:
-        raise tls_failure(error, name) from None
+    name = server_name or host
+    with probe.step(HANDSHAKE_STEP, Stage.TLS):
+        context = client_context(ca_file, verify=verify)
+        sock.settimeout(probe.remaining())
+        try:
+            with context.wrap_socket(sock, server_hostname=name) as tls:
+                version, cipher = tls.version() or "", (tls.cipher() or ("",))[0]
+        except OSError as error:
+            raise tls_failure(error, name) from None
+        probe.note(f"{version}, {cipher}, " + (f"verified as {name}" if verify else "NOT verified (tls_verify: false)"))
+    probe.facts[facts.TLS_VERSION] = version
+    probe.facts[facts.TLS_CIPHER] = cipher
+    if not verify:
+        probe.warn(
+            Stage.TLS,
+            f"the certificate of {name} is not verified (tls_verify: false)",
+            "give the CA that signed it as ca_file and remove tls_verify: false",
+        )
 
 
 def tls_failure(error: OSError, host: str, min_version: TlsVersion = "TLSv1.2") -> CheckFailed:
@@ -233,27 +258,12 @@ def tls_failure(error: OSError, host: str, min_version: TlsVersion = "TLSv1.2") 
             "check its log",
         )
     elif isinstance(error, TimeoutError):
-        cause, remediation = (
-            "no answer to the TLS handshake before the timeout",
-            "the port accepts connections but never completes a TLS handshake: is it really a TLS port?",
-        )
+        cause, remediation = "no answer to the TLS handshake before the timeout", NO_ANSWER[Stage.TLS]
     else:
         reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
         cause, remediation = f"the TLS handshake failed ({reason})", "check the server's TLS configuration and log"
     values = {"host": host, "min_version": min_version}
     return CheckFailed(Stage.TLS, cause.format(**values), remediation.format(**values))
-
-
-def ssl_error_in(error: BaseException) -> ssl.SSLError | None:
-    """The ssl error behind a library's wrapper exception (httpx, pg8000 and botocore all wrap it), if any."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def certificate_facts(der: bytes) -> dict[str, Scalar]:
@@ -270,12 +280,12 @@ def certificate_facts(der: bytes) -> dict[str, Scalar]:
     except x509.ExtensionNotFound:
         names = []
     return {
-        "subject": clean_remote_text(certificate.subject.rfc4514_string()),
-        "issuer": clean_remote_text(certificate.issuer.rfc4514_string()),
-        "names": clean_remote_text(", ".join(names)),
-        "not_before": certificate.not_valid_before_utc.isoformat(),
-        "not_after": certificate.not_valid_after_utc.isoformat(),
-        "days_to_expiry": (certificate.not_valid_after_utc - datetime.now(UTC)).days,
+        facts.SUBJECT: clean_remote_text(certificate.subject.rfc4514_string()),
+        facts.ISSUER: clean_remote_text(certificate.issuer.rfc4514_string()),
+        facts.NAMES: clean_remote_text(", ".join(names)),
+        facts.NOT_BEFORE: certificate.not_valid_before_utc.isoformat(),
+        facts.NOT_AFTER: certificate.not_valid_after_utc.isoformat(),
+        facts.DAYS_TO_EXPIRY: (certificate.not_valid_after_utc - datetime.now(UTC)).days,
     }
 
 
@@ -292,16 +302,15 @@ def _unverified_leaf(probe: Probe, peer: tuple[str, int], name: str) -> bytes:
         return b""
 
 
-def _with_evidence(failure: CheckFailed, code: int, facts: dict[str, Scalar]) -> CheckFailed:
+def _with_evidence(failure: CheckFailed, code: int, certificate: dict[str, Scalar]) -> CheckFailed:
     """The failure, with the part of the certificate that proves it appended to the cause."""
     if code in (9, 10):
-        evidence = (
-            f"the server's certificate is valid from {_minute(facts['not_before'])} to {_minute(facts['not_after'])}"
-        )
+        valid = f"{_minute(certificate[facts.NOT_BEFORE])} to {_minute(certificate[facts.NOT_AFTER])}"
+        evidence = f"the server's certificate is valid from {valid}"
     elif code in (62, 64):
-        evidence = f"it names {facts['names'] or 'no subject alternative names'}"
+        evidence = f"it names {certificate[facts.NAMES] or 'no subject alternative names'}"
     elif code in (2, 18, 19, 20, 21):
-        evidence = f"issued by {facts['issuer']}"
+        evidence = f"issued by {certificate[facts.ISSUER]}"
     else:
         return failure
     return CheckFailed(failure.stage, f"{failure.cause}; {evidence}", failure.remediation)

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, Response, st
 from pydantic import BaseModel
 
 from app import report
-from app.auth import AuthenticatorDep, CurrentUser, LoginRejected, LoginThrottled
+from app.auth import LoginRejected, LoginThrottled
 from app.results import Run
+from app.web.deps import AuthenticatorDep, CurrentUser, PodDep
 from app.web.errors import problems
-from app.web.pod import Pod, PodDep
+from app.web.pod import Pod
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -102,11 +103,6 @@ async def results(pod: PodDep, user: CurrentUser, target: TargetQuery = None) ->
 
 
 ReportFormat = Literal["json", "junit", "html"]
-_RENDERERS = {
-    "json": (report.to_json, "application/json", "json"),
-    "junit": (report.to_junit, "application/xml", "xml"),
-    "html": (report.to_html, "text/html; charset=utf-8", "html"),
-}
 
 
 @router.get(
@@ -120,11 +116,13 @@ _RENDERERS = {
 async def download_report(pod: PodDep, user: CurrentUser, format: ReportFormat = "html") -> Response:
     """The latest run as a file to attach to a support ticket (secrets are redacted from every result)."""
     run = _current(pod)
-    render, media_type, extension = _RENDERERS[format]
+    renderer = report.RENDERERS[format]
     stamp = (run.finished_at or run.started_at).strftime("%Y%m%d-%H%M%S")
-    filename = f"airia-test-pod-report-{stamp}.{extension}"
+    filename = f"airia-test-pod-report-{stamp}.{renderer.extension}"
     return Response(
-        render(run), media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        renderer.render(run),
+        media_type=renderer.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

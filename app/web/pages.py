@@ -13,17 +13,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from app import __version__
-from app.auth import (
-    CSRF_FIELD,
-    LOGIN_COOKIE,
-    SESSION_COOKIE,
-    AuthenticatorDep,
-    LoginRejected,
-    LoginThrottled,
-    PageUser,
-)
-from app.web.pod import PodDep
+from app import __version__, checks
+from app.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, LoginRejected, LoginThrottled
+from app.web.deps import AuthenticatorDep, PageUser, PodDep
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")  # autoescapes every value
@@ -41,6 +33,7 @@ async def dashboard(request: Request, pod: PodDep, user: PageUser) -> Response:
             "targets": list(pod.runner.targets.values()),
             "config_error": pod.health.config_error,
             "strict": pod.runner.strict,
+            "kinds": list(checks.kind_models()),
         },
     )
 

@@ -6,9 +6,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, cast
-
-from fastapi import Depends, Request
 
 from app.checks.base import Target
 from app.config import ConfigError
@@ -76,10 +73,3 @@ class Pod:
             if result.status != "passed":
                 optional = "" if result.required else " (optional)"
                 log.info("  %s %s%s at %s: %s", result.status, result.name, optional, result.stage, result.cause)
-
-
-async def get_pod(request: Request) -> Pod:  # async: a plain def would cost a thread hop per request
-    return cast(Pod, request.app.state.pod)
-
-
-PodDep = Annotated[Pod, Depends(get_pod)]

@@ -13,10 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app import __version__
-from app.auth import CurrentUser
 from app.metrics import CONTENT_TYPE
+from app.web.deps import CurrentUser, PodDep
 from app.web.errors import Problem
-from app.web.pod import PodDep
 
 router = APIRouter(tags=["pod status"])
 

@@ -115,14 +115,14 @@ def _serve_dns(sock: socket.socket) -> None:
 def _main() -> None:
     import dns.rdatatype  # noqa: F401 - loaded before the server thread needs it
 
-    from app.checks import AnyTarget
+    from app.checks import any_target
     from app.runner import run_targets
 
     _loopback_up()
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 53))
     threading.Thread(target=_serve_dns, args=(server,), daemon=True).start()
-    targets = TypeAdapter(list[AnyTarget]).validate_python(json.load(sys.stdin))
+    targets = TypeAdapter(list[any_target()]).validate_python(json.load(sys.stdin))
     measure = None
     if os.environ.get(SANDBOX_COVERAGE):
         import coverage

@@ -3,12 +3,14 @@
 OpenAI style: GET /v1/models, POST /v1/chat/completions and /v1/embeddings with `Authorization: Bearer KEY`.
 Azure style: POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=V with `api-key: KEY`.
 Errors have the bodies the real services send. `outage` switches every call to a failure:
-"rate_limit" (429 + Retry-After), "insufficient_quota" (429 with that code) or "server_error" (500).
+"rate_limit" (429 + Retry-After), "insufficient_quota" (429 with that code), "server_error" (500) or
+"content_filter" (Azure's 400 for a filtered prompt).
 `hang_models` makes GET /v1/models accept the request and never answer (until the server closes).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -20,12 +22,12 @@ from tests.checks.http_server import HttpServer, Reply, Request
 
 KEY = "sk-test-0123456789abcdef"
 API_VERSIONS = {"2024-10-21", "2025-01-01-preview"}
-MODELS = {"gpt-test": "chat", "reasoning-test": "reasoning", "embed-test": "embedding"}
+MODELS = {"gpt-test": "chat", "reasoning-test": "reasoning", "embed-test": "embedding", "text-only-test": "text"}
 DEPLOYMENTS = {"chat-deploy": "chat", "embed-deploy": "embedding"}
 DIMENSIONS = 8
 _AZURE_PATH = re.compile(r"^/openai/deployments/(?P<name>[^/]+)/(?P<call>chat/completions|embeddings)$")
 
-Outage = Literal["rate_limit", "insufficient_quota", "server_error"] | None
+Outage = Literal["rate_limit", "insufficient_quota", "server_error", "content_filter"] | None
 
 
 class OpenAiServer(HttpServer):
@@ -39,7 +41,7 @@ class OpenAiServer(HttpServer):
         self._closing.set()  # lets hung /models handlers end
         super().close()
 
-    def _answer(self, request: Request) -> Reply:
+    def _answer(self, request: Request) -> Reply:  # noqa: PLR0911 - the fake API's routing, one return a route
         url = urlsplit(request.path)
         azure = _AZURE_PATH.match(url.path)
         if azure:
@@ -64,11 +66,18 @@ class OpenAiServer(HttpServer):
             return self._call(request, url.path.removeprefix("/v1/"), model, MODELS[model])
         return _error(404, "not_found", f"no route for {request.method} {url.path}")
 
-    def _call(self, request: Request, call: str, model: str, purpose: str) -> Reply:
+    def _call(self, request: Request, call: str, model: str, purpose: str) -> Reply:  # noqa: PLR0911 - one a case
         if self.outage == "rate_limit":
             return _error(429, "rate_limit_exceeded", "Rate limit reached for requests.", {"Retry-After": "7"})
         if self.outage == "insufficient_quota":
             return _error(429, "insufficient_quota", "You exceeded your current quota, please check your plan.")
+        if self.outage == "content_filter":
+            return _error(
+                400,
+                "content_filter",
+                "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+                param="prompt",
+            )
         if self.outage == "server_error":
             return _error(500, "server_error", "The server had an error while processing your request.")
         payload = json.loads(request.body)
@@ -97,7 +106,21 @@ class OpenAiServer(HttpServer):
             )
         if payload.get("max_tokens", payload.get("max_completion_tokens")) != 1:
             return _error(400, "invalid_value", "this test server only answers 1-token completions")
-        tokens = sum(len(m["content"].split()) for m in payload["messages"])
+        tokens = sum(_tokens(m["content"]) for m in payload["messages"])
+        images = [
+            p
+            for m in payload["messages"]
+            if isinstance(m["content"], list)
+            for p in m["content"]
+            if p["type"] != "text"
+        ]
+        if tokens < 0 or (images and purpose == "text"):
+            return _error(
+                400,
+                "invalid_request_error",
+                "Invalid content type. image_url is only supported by certain models.",
+                param="messages.[0].content.[1].type",
+            )
         return _json(
             200,
             {
@@ -110,6 +133,22 @@ class OpenAiServer(HttpServer):
                 "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1},
             },
         )
+
+
+def _tokens(content: Any) -> int:
+    """Prompt tokens of a message (an image costs 85, as OpenAI counts a low-detail one); -1 for a bad image."""
+    if isinstance(content, str):
+        return len(content.split())
+    tokens = 0
+    for part in content:
+        if part["type"] == "text":
+            tokens += len(part["text"].split())
+        else:
+            header, _, data = part["image_url"]["url"].partition(",")
+            if header != "data:image/png;base64" or not base64.b64decode(data).startswith(b"\x89PNG"):
+                return -1
+            tokens += 85
+    return tokens
 
 
 def _json(status: int, document: Any, headers: dict[str, str] | None = None) -> Reply:

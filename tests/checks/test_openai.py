@@ -123,11 +123,48 @@ def test_a_wrong_key_fails_at_auth_without_showing_it(server: OpenAiServer, make
     assert wrong not in result.model_dump_json()
 
 
+def test_vision_sends_a_tiny_image_to_the_chat_model(server: OpenAiServer) -> None:
+    result = run_check(openai_target(f"{server.url}/v1", vision=True, embedding_dimensions=DIMENSIONS))
+    assert result.status == Status.PASSED, result.cause
+    assert [s.name for s in result.steps][-5:] == [
+        "http request",
+        "vision",
+        "http request",
+        "embedding",
+        "embedding dimensions",
+    ]
+    assert result.facts["vision_prompt_tokens"] > 85
+    assert isinstance(result.facts["vision_latency_ms"], float)
+    content = json.loads(server.requests[1].body)["messages"][0]["content"]
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo")
+
+
+def test_vision_on_azure_uses_the_chat_deployment(server: OpenAiServer) -> None:
+    result = run_check(azure_target(server.url, vision=True, embedding_deployment=None))
+    assert result.status == Status.PASSED, result.cause
+    assert server.requests[1].path == f"/openai/deployments/chat-deploy/chat/completions?api-version={AZURE_VERSION}"
+
+
+def test_vision_on_a_text_only_model_fails_naming_it(server: OpenAiServer) -> None:
+    result = run_check(openai_target(f"{server.url}/v1", model="text-only-test", vision=True))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause == "vision: HTTP 400: Invalid content type. image_url is only supported by certain models."
+    assert "check that 'text-only-test' is a vision model" in result.remediation
+    assert result.facts["chat_completion_tokens"] == 1
+
+
+def test_an_embedding_of_other_dimensions_fails_naming_both(server: OpenAiServer) -> None:
+    result = run_check(azure_target(server.url, embedding_dimensions=3072))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause == f"embedding: the model returns {DIMENSIONS} dimensions, expected 3072"
+    assert result.steps[-1].name == "embedding dimensions"
+
+
 def test_an_unknown_model_is_named_with_the_models_on_offer(server: OpenAiServer) -> None:
     result = run_check(openai_target(f"{server.url}/v1", model="gpt-typo"))
     assert result.stage == Stage.OPERATION
     assert result.cause.startswith("chat completion: model 'gpt-typo' not found (HTTP 404): The model `gpt-typo`")
-    assert result.remediation == "use a model this server offers (gpt-test, reasoning-test, embed-test)"
+    assert result.remediation == "use a model this server offers (gpt-test, reasoning-test, embed-test, text-only-test)"
 
 
 def test_a_hung_models_list_does_not_hide_the_unknown_model(server: OpenAiServer) -> None:
@@ -193,6 +230,14 @@ def test_a_spent_quota_fails(server: OpenAiServer) -> None:
     assert result.stage == Stage.OPERATION
     assert "HTTP 429: You exceeded your current quota" in result.cause
     assert "billing" in result.remediation
+
+
+def test_a_content_filter_fails_naming_it(server: OpenAiServer) -> None:
+    server.outage = "content_filter"
+    result = run_check(azure_target(server.url))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert "HTTP 400: The response was filtered" in result.cause
+    assert "content filter" in result.remediation
 
 
 def test_a_server_error_fails(server: OpenAiServer) -> None:

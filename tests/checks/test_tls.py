@@ -40,7 +40,7 @@ def test_a_valid_chain_passes_and_reports_the_certificate(
     assert result.status == Status.PASSED, result.cause
     assert [s.name for s in result.steps] == ["resolve", "connect", "tls handshake", "certificate expiry"]
     assert result.facts["tls_version"] == "TLSv1.3"
-    assert result.facts["cipher"]
+    assert result.facts["tls_cipher"]
     assert result.facts["subject"] == "CN=localhost"
     assert result.facts["issuer"] == "CN=Test Intermediate CA"
     assert result.facts["names"] == "localhost, 127.0.0.1, ::1"

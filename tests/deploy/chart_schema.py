@@ -12,28 +12,23 @@ from __future__ import annotations
 
 import json
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from app.checks import AnyTarget
+from app import checks
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "helm" / "airia-test-pod" / "values.schema.json"
 
-# Every kind the product documents. A kind whose module has not landed yet gets an open schema, so the chart
-# can already carry it; it becomes closed the moment its model joins the union (and this file is regenerated).
-KINDS = ("tcp", "dns", "tls", "http", "openai", "postgres", "cassandra", "azure_blob", "s3")
 COMMON_FIELDS = ("name", "kind", "required", "timeout", "description")
 STANDARD_FORMATS = {"date-time", "date", "time", "duration", "email", "hostname", "ipv4", "ipv6", "uri", "uuid"}
 _DROPPED_KEYWORDS = {"title", "default", "examples"}
 
 
 def target_models() -> dict[str, type[BaseModel]]:
-    (union, *_) = typing.get_args(AnyTarget)
-    members = typing.get_args(union) or (union,)
-    return {typing.get_args(model.model_fields["kind"].annotation)[0]: model for model in members}
+    """Every registered kind's target model, in the registry's order."""
+    return dict(checks.kind_models())
 
 
 def _is_secret(schema: dict[str, Any]) -> bool:
@@ -101,45 +96,25 @@ def kind_schema(kind: str, model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     return {f"target.{kind}": closed, **nested}
 
 
-def open_kind_schema(kind: str) -> dict[str, Any]:
-    return {
-        "$comment": f"The {kind} check has not landed yet: its own fields are not validated until it does.",
-        "type": "object",
-        "properties": {
-            "secretRefs": {
-                "type": "object",
-                "propertyNames": {"pattern": "^[a-z][a-z0-9_]*$"},
-                "additionalProperties": {"$ref": "#/$defs/secretRef"},
-            }
-        },
-    }
-
-
 def target_definitions() -> dict[str, Any]:
     models = target_models()
-    unknown = set(models) - set(KINDS)
-    if unknown:
-        raise SystemExit(f"kinds missing from KINDS in {__file__}: {', '.join(sorted(unknown))}")
     definitions: dict[str, Any] = {
         "target": {
             "description": "A target, as `python -m app check --config` reads it; secret fields go under secretRefs.",
             "type": "object",
             "required": ["name", "kind"],
-            "properties": {"kind": {"enum": list(KINDS)}},
+            "properties": {"kind": {"enum": list(models)}},
             "allOf": [
                 {
                     "if": {"required": ["kind"], "properties": {"kind": {"const": kind}}},
                     "then": {"$ref": f"#/$defs/target.{kind}"},
                 }
-                for kind in KINDS
+                for kind in models
             ],
         }
     }
-    for kind in KINDS:
-        if kind in models:
-            definitions.update(kind_schema(kind, models[kind]))
-        else:
-            definitions[f"target.{kind}"] = open_kind_schema(kind)
+    for kind, model in models.items():
+        definitions.update(kind_schema(kind, model))
     return definitions
 
 

@@ -51,7 +51,7 @@ class Pattern:
         return any(self.matches("/".join(parts[: i + 1])) for i in range(len(parts)))
 
 
-def _compile(pattern: str) -> tuple[str, str]:
+def _compile(pattern: str) -> tuple[str, str]:  # noqa: PLR0912 - moby's Pattern.compile, branch for branch
     """moby's Pattern.compile: ('exact'|'prefix'|'suffix', literal) or ('regex', expression)."""
     regex = ""
     kind = "exact"

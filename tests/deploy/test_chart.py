@@ -126,6 +126,7 @@ def test_the_schema_rejects_typos_and_wrong_types(assignment: str, message: str)
             "'secretRefs'",
         ),
         ({"name": "ai", "kind": "openai", "base_url": "https://ai.example.com/v1"}, "missing property 'secretRefs'"),
+        ({"name": "ai", "kind": "anthropic", "model": "claude", "api_key": "sk-ant-x"}, "api_key"),
         ({"kind": "tcp", "host": "db", "port": 1}, "missing property 'name'"),
     ],
 )

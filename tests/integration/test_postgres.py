@@ -16,7 +16,6 @@ import pytest
 from app import report
 from app.checks.base import Stage, Status
 from app.checks.postgres import PostgresTarget
-from app.config import ConfigError, parse_targets
 from app.results import Result
 from app.runner import check_target, run_targets
 from tests.certs import Certificates, ServerCert
@@ -59,7 +58,7 @@ def hostssl_only(server: PostgresServer) -> None:
         pytest.skip("the external PostgreSQL server accepts plaintext clients (no hostssl-only pg_hba rules)")
 
 
-def probe_tables(server: PostgresServer, database: str) -> list[str]:
+def scratch_tables(server: PostgresServer, database: str) -> list[str]:
     import pg8000.native
 
     connection = pg8000.native.Connection(
@@ -73,7 +72,7 @@ def probe_tables(server: PostgresServer, database: str) -> list[str]:
     )
     try:
         return [
-            row[0] for row in connection.run("SELECT tablename FROM pg_tables WHERE tablename LIKE 'airia_probe_%'")
+            row[0] for row in connection.run("SELECT tablename FROM pg_tables WHERE tablename LIKE 'airia_scratch_%'")
         ]
     finally:
         connection.close()
@@ -102,7 +101,7 @@ async def test_verify_full_passes_every_step_and_leaves_nothing_behind(postgres:
     assert [name for name, _ in steps(result)] == [
         "resolve",
         "connect",
-        "tls",
+        "tls handshake",
         "auth",
         "database",
         "version",
@@ -119,7 +118,7 @@ async def test_verify_full_passes_every_step_and_leaves_nothing_behind(postgres:
     assert str(result.facts["extensions"]).startswith("pg_trgm ")
     assert result.facts["round_trip_ms"] > 0
     assert result.facts["latency_ms"] > 0
-    assert probe_tables(postgres, service.APP_DATABASE) == []
+    assert scratch_tables(postgres, service.APP_DATABASE) == []
 
 
 @pytest.mark.parametrize("sslmode", ["require", "verify-ca"])
@@ -148,7 +147,7 @@ async def test_allow_retries_over_tls_when_plaintext_is_refused(postgres: Postgr
         ("connect", Status.PASSED),
         ("auth", Status.FAILED),  # the plaintext attempt, refused by pg_hba
         ("connect", Status.PASSED),
-        ("tls", Status.PASSED),
+        ("tls handshake", Status.PASSED),
         ("auth", Status.PASSED),
     ]
     assert result.facts["tls_version"] == "TLSv1.3"
@@ -158,8 +157,8 @@ async def test_allow_continues_unencrypted_when_the_server_has_no_tls(postgres_w
     # a failed plaintext attempt (here: no password) makes allow retry with TLS; the server answers N
     result = await check_target(target(postgres_without_tls, sslmode="allow", password=None))
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
-    assert [name for name, _ in steps(result)] == ["resolve", "connect", "auth", "connect", "tls", "auth"]
-    assert steps(result)[4] == ("tls", Status.PASSED)
+    assert [name for name, _ in steps(result)] == ["resolve", "connect", "auth", "connect", "tls handshake", "auth"]
+    assert steps(result)[4] == ("tls handshake", Status.PASSED)
     assert result.cause == f"the server requires a password for user {service.APP_USER} and this target has none"
 
 
@@ -185,8 +184,8 @@ async def test_prefer_reports_the_wrong_password_of_its_tls_attempt_not_the_plai
     hostssl_only(postgres)
     result = await check_target(target(postgres, sslmode="prefer", password="not-the-password"))
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
-    assert [(name, status) for name, status in steps(result) if name in ("tls", "auth")] == [
-        ("tls", Status.PASSED),
+    assert [(name, status) for name, status in steps(result) if name in ("tls handshake", "auth")] == [
+        ("tls handshake", Status.PASSED),
         ("auth", Status.FAILED),  # 28P01 over TLS
         ("auth", Status.FAILED),  # 28000: pg_hba has no rule for plaintext
     ]
@@ -240,7 +239,7 @@ async def test_role_without_create_fails_the_round_trip_naming_the_privilege(pos
     assert steps(result)[-1] == ("round trip", Status.FAILED)
     assert result.cause.startswith("CREATE TABLE denied: user testpod_reader lacks CREATE on schema public")
     assert "GRANT CREATE ON SCHEMA public TO testpod_reader;" in result.remediation
-    assert probe_tables(postgres, service.APP_DATABASE) == []
+    assert scratch_tables(postgres, service.APP_DATABASE) == []
 
 
 async def test_failure_after_create_rolls_the_scratch_table_back(postgres: PostgresServer) -> None:
@@ -251,7 +250,7 @@ async def test_failure_after_create_rolls_the_scratch_table_back(postgres: Postg
         "DROP TABLE failed in the scratch table: dropping is disabled in this database (SQLSTATE P0001)"
     )
     assert "nothing was left behind" in result.remediation
-    assert probe_tables(postgres, service.NODROP_DATABASE) == []
+    assert scratch_tables(postgres, service.NODROP_DATABASE) == []
 
 
 async def test_extension_not_packaged_on_the_server_is_named(postgres: PostgresServer) -> None:
@@ -455,49 +454,6 @@ class TlsFront:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone may not
         self._listener.close()
-
-
-def parse(text: str) -> list[Any]:
-    return parse_targets(text, "targets.yaml", {"PG_PASSWORD": "s3cret"})
-
-
-def config_error(text: str) -> str:
-    with pytest.raises(ConfigError) as caught:
-        parse(text)
-    return str(caught.value)
-
-
-def test_config_with_defaults_and_env_password() -> None:
-    [pg] = parse(
-        "targets:\n"
-        "  - {name: db, kind: postgres, host: db.example.com, database: airia, user: app, password: '${PG_PASSWORD}'}\n"
-    )
-    assert isinstance(pg, PostgresTarget)
-    assert (pg.port, pg.sslmode, pg.schema_, pg.write_test, pg.extensions) == (5432, "require", "public", True, [])
-    assert pg.secrets() == ["s3cret"]
-    assert "s3cret" not in repr(pg)
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ("host: h, user: u", "targets[0].database: required"),
-        ("host: h, database: d, user: u, sslmode: verify", "targets[0].sslmode: Input should be 'disable', 'allow'"),
-        ("host: h, database: d, user: u, min_version: fifteen", "targets[0].min_version: String should match"),
-        (
-            "host: h, database: d, user: u, extensions: ['vector; DROP']",
-            "targets[0].extensions[0]: String should match",
-        ),
-        ("host: h, database: d, user: u, port: 0", "targets[0].port: must be 1-65535"),
-        ("host: h, database: d, user: u, sslmod: require", "targets[0].sslmod: unknown key"),
-        (
-            "host: h, database: d, user: u, sslmode: prefer, sslrootcert: /ca.pem",
-            "targets[0]: sslrootcert is only used with sslmode require, verify-ca or verify-full",
-        ),
-    ],
-)
-def test_malformed_config_names_target_and_field(fields: str, message: str) -> None:
-    assert config_error(f"targets:\n  - {{name: db, kind: postgres, {fields}}}\n").startswith(message)
 
 
 # --- a server without TLS -----------------------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""The s3 kind against moto's S3 server with authentication and IAM policies enforced (tests/services/s3.py)."""
+"""The s3 kind against moto's S3 server with authentication and IAM policies enforced (tests/services/s3.py) and
+against versitygw, a real S3 implementation (tests/services/versitygw.py), over HTTP and HTTPS.
+
+What only moto covers (STS for the pod's web identity, buckets in several regions) runs on moto alone; what only a
+real server shows (signing region, answers cut short, virtual-hosted buckets) is in test_s3_versitygw.py."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,9 +17,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from app import report
+from app.checks import aws
 from app.checks.base import Probe, Stage, Status
-from app.checks.s3 import PROBE_PREFIX, S3Target
-from app.config import ConfigError, parse_targets
+from app.checks.s3 import SCRATCH_PREFIX, S3Target
 from app.results import Result
 from app.runner import check_target, run_targets
 from tests.servers import CuttingProxy, StallServer
@@ -37,8 +42,36 @@ def no_ambient_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
 
 
+@pytest.fixture(params=["moto", "versitygw", "versitygw-https"])
+def store(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server the kind is tested against: moto's emulator, and versitygw over HTTP and over HTTPS."""
+    return SERVERS[request.param](request)
+
+
+@pytest.fixture(params=["moto", "versitygw"])
+def store_http(request: pytest.FixtureRequest) -> S3Server:
+    """The servers over plain HTTP, for tests that put a relay between the check and the server."""
+    return SERVERS[request.param](request)
+
+
+@pytest.fixture(params=["moto", "versitygw"])
+def store_tls(request: pytest.FixtureRequest) -> S3Server:
+    return SERVERS[f"{request.param}-https"](request)
+
+
+SERVERS: dict[str, Callable[[pytest.FixtureRequest], S3Server]] = {
+    "moto": lambda request: request.getfixturevalue("s3"),
+    "moto-https": lambda request: request.getfixturevalue("s3_tls"),
+    "versitygw": lambda request: request.getfixturevalue("versitygw"),
+    "versitygw-https": lambda request: request.getfixturevalue("versitygw_tls"),
+}
+
+
 def target(server: S3Server, role: str | None = "admin", **fields: Any) -> S3Target:
+    """A target for the server's bucket as `role`; over HTTPS it trusts the server's CA unless told otherwise."""
     values: dict[str, Any] = {"name": "bucket", "kind": "s3", "bucket": server.bucket, "endpoint_url": server.endpoint}
+    if server.ca_file and fields.get("tls_verify", True):
+        values["ca_file"] = server.ca_file
     if role is not None:
         keys = server.keys[role]
         values.update(access_key_id=keys.access_key_id, secret_access_key=keys.secret_access_key)
@@ -46,7 +79,7 @@ def target(server: S3Server, role: str | None = "admin", **fields: Any) -> S3Tar
     return S3Target.model_validate(values)
 
 
-def probe_objects(server: S3Server, bucket: str | None = None) -> list[str]:
+def scratch_objects(server: S3Server, bucket: str | None = None) -> list[str]:
     import boto3
 
     admin = server.keys["admin"]
@@ -60,7 +93,7 @@ def probe_objects(server: S3Server, bucket: str | None = None) -> list[str]:
     )
     # no Prefix parameter: moto's signature check mis-encodes the '/' in it
     listing = client.list_objects_v2(Bucket=bucket or server.bucket)
-    return [item["Key"] for item in listing.get("Contents", []) if item["Key"].startswith(PROBE_PREFIX)]
+    return [item["Key"] for item in listing.get("Contents", []) if item["Key"].startswith(SCRATCH_PREFIX)]
 
 
 def steps(result: Result) -> list[tuple[str, Status]]:
@@ -91,23 +124,33 @@ def wait_for_check_thread(name: str, within: float) -> None:
 # --- passing ---------------------------------------------------------------------------------------
 
 
-async def test_put_get_compare_delete_passes_and_leaves_nothing(s3: S3Server) -> None:
-    result = await check_target(target(s3))
+async def test_put_get_compare_delete_passes_and_leaves_nothing(store: S3Server) -> None:
+    result = await check_target(target(store))
     assert result.status == Status.PASSED, result.cause
-    assert [name for name, _ in steps(result)] == ["resolve", "connect", "auth", "bucket", "write", "read", "delete"]
-    assert result.facts["endpoint"] == s3.endpoint
+    tls = ["tls handshake"] if store.ca_file else []
+    assert [name for name, _ in steps(result)] == [
+        "resolve",
+        "connect",
+        *tls,
+        "auth",
+        "bucket",
+        "write",
+        "read",
+        "delete",
+    ]
+    assert result.facts["endpoint"] == store.endpoint
     assert result.facts["addressing"] == "path"
     assert result.facts["bucket_region"] == "us-east-1"
     assert result.facts["credentials"] == "explicit"
     assert result.facts["upload_mib_s"] > 0 and result.facts["download_mib_s"] > 0
-    assert str(result.facts["probe_key"]).startswith(PROBE_PREFIX)
-    assert probe_objects(s3) == []
+    assert str(result.facts["scratch_key"]).startswith(SCRATCH_PREFIX)
+    assert result.facts["scratch_key"] not in scratch_objects(store)
 
 
-async def test_default_credential_chain_is_used_without_keys(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.keys["admin"].access_key_id)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.keys["admin"].secret_access_key)
-    result = await check_target(target(s3, role=None))
+async def test_default_credential_chain_is_used_without_keys(store: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.keys["admin"].access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.keys["admin"].secret_access_key)
+    result = await check_target(target(store, role=None))
     assert result.status == Status.PASSED, result.cause
     assert result.facts["credentials"] == "env"
 
@@ -151,64 +194,64 @@ async def test_web_identity_whose_sts_never_answers_gives_up_with_the_check(
 
 
 def test_clients_botocore_makes_itself_inherit_the_deadline() -> None:
-    store = S3Target(name="store", kind="s3", bucket="airia-data")
-    config = store._session(Probe(deadline=time.monotonic() + 7)).get_default_client_config()
+    config = aws.session(Probe(deadline=time.monotonic() + 7), None, None, None).get_default_client_config()
     assert 6.5 < config.connect_timeout <= 7
     assert 6.5 < config.read_timeout <= 7
     assert config.retries == {"total_max_attempts": 1}
 
 
-async def test_unknown_access_key_is_invalid_access_key_id(s3: S3Server) -> None:
-    result = await check_target(target(s3, role=None, access_key_id="AKIAUNKNOWNUNKNOWN00", secret_access_key="x" * 40))
+async def test_unknown_access_key_is_invalid_access_key_id(store: S3Server) -> None:
+    result = await check_target(
+        target(store, role=None, access_key_id="AKIAUNKNOWNUNKNOWN00", secret_access_key="x" * 40)
+    )
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
     assert result.cause == "the server does not know access key id AKIAUNKNOWNUNKNOWN00"
     assert steps(result)[-1] == ("auth", Status.FAILED)
 
 
-async def test_wrong_secret_is_signature_does_not_match(s3: S3Server) -> None:
-    admin = s3.keys["admin"]
+async def test_wrong_secret_is_signature_does_not_match(store: S3Server) -> None:
+    admin = store.keys["admin"]
     result = await check_target(
-        target(s3, role=None, access_key_id=admin.access_key_id, secret_access_key="wrong-secret-" * 3)
+        target(store, role=None, access_key_id=admin.access_key_id, secret_access_key="wrong-secret-" * 3)
     )
     assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
     assert result.cause == f"the secret access key does not match access key id {admin.access_key_id}"
     assert "secret_access_key" in result.remediation
 
 
-async def test_read_only_bucket_fails_at_permission_naming_put_object(s3: S3Server) -> None:
-    result = await check_target(target(s3, role="reader"))
+async def test_read_only_bucket_fails_at_permission_naming_put_object(store: S3Server) -> None:
+    result = await check_target(target(store, role="reader"))
     assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
     assert steps(result)[-1] == ("write", Status.FAILED)
-    assert result.cause.startswith(f"s3:PutObject denied on {s3.bucket}/{PROBE_PREFIX}probe-")
-    assert f"grant s3:PutObject on arn:aws:s3:::{s3.bucket}/*" in result.remediation
-    assert probe_objects(s3) == []
+    assert result.cause.startswith(f"s3:PutObject denied on {store.bucket}/{SCRATCH_PREFIX}scratch-")
+    assert f"grant s3:PutObject on arn:aws:s3:::{store.bucket}/*" in result.remediation
+    assert result.facts["scratch_key"] not in scratch_objects(store)
 
 
-async def test_delete_denied_fails_and_says_the_probe_object_is_left(s3: S3Server) -> None:
-    result = await check_target(target(s3, role="no_delete"))
+async def test_delete_denied_fails_and_says_the_scratch_object_is_left(store: S3Server) -> None:
+    result = await check_target(target(store, role="no_delete"))
     assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
     assert steps(result)[-1] == ("delete", Status.FAILED)
-    key = str(result.facts["probe_key"])
-    assert (
-        result.cause
-        == f"s3:DeleteObject denied on {s3.bucket}/{key} (AccessDenied); the probe object {key} is left in the bucket"
-    )
-    assert probe_objects(s3) == [key]
+    key = str(result.facts["scratch_key"])
+    left = f"the scratch object {key} is left in the bucket"
+    assert result.cause == f"s3:DeleteObject denied on {store.bucket}/{key} (AccessDenied); {left}"
+    assert scratch_objects(store) == [key]
 
 
-async def test_head_bucket_denied_is_a_warning_when_the_round_trip_works(s3: S3Server) -> None:
-    result = await check_target(target(s3, role="no_list"))
+async def test_head_bucket_denied_is_a_warning_when_the_round_trip_works(store: S3Server) -> None:
+    result = await check_target(target(store, role="no_list"))
     assert (result.status, result.stage) == (Status.WARNING, Stage.PERMISSION)
     assert (
-        result.cause == f"s3:ListBucket is not granted on bucket {s3.bucket}: its existence and region are unconfirmed"
+        result.cause
+        == f"s3:ListBucket is not granted on bucket {store.bucket}: its existence and region are unconfirmed"
     )
-    assert [status for _, status in steps(result)] == [Status.PASSED] * 7
+    assert [status for _, status in steps(result)] == [Status.PASSED] * (8 if store.ca_file else 7)
 
 
-async def test_missing_bucket(s3: S3Server) -> None:
-    result = await check_target(target(s3, bucket="no-such-bucket-here"))
+async def test_missing_bucket(store: S3Server) -> None:
+    result = await check_target(target(store, bucket="no-such-bucket-here"))
     assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
-    assert result.cause == f"bucket no-such-bucket-here does not exist at {s3.endpoint}"
+    assert result.cause == f"bucket no-such-bucket-here does not exist at {store.endpoint}"
     assert steps(result)[-1] == ("bucket", Status.FAILED)
 
 
@@ -227,17 +270,62 @@ async def test_virtual_hosted_style_without_wildcard_dns_fails_at_resolve(s3: S3
     assert "addressing_style: path" in result.remediation
 
 
-async def test_put_whose_answer_is_lost_is_deleted_after_the_deadline(s3: S3Server) -> None:
-    proxy = CuttingProxy(port_of(s3), f"PUT /{s3.bucket}/{PROBE_PREFIX}".encode(), hang=True)
+async def test_put_whose_answer_is_lost_is_deleted_after_the_deadline(store_http: S3Server) -> None:
+    proxy = CuttingProxy(port_of(store_http), f"PUT /{store_http.bucket}/{SCRATCH_PREFIX}".encode(), hang=True)
     try:
         endpoint = f"http://127.0.0.1:{proxy.port}"
-        result = await check_target(target(s3, name="lost-put", endpoint_url=endpoint, timeout=2))
-        assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+        result = await check_target(target(store_http, name="lost-put", endpoint_url=endpoint, timeout=2))
+        assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)  # stalled, not refused
         assert steps(result)[-1] == ("write", Status.FAILED)
         assert proxy.cut == 1  # the server stored the object; its answer never arrived
-        key = str(result.facts["probe_key"])
+        key = str(result.facts["scratch_key"])
         wait_for_check_thread("lost-put", within=3)
-        assert key not in probe_objects(s3)
+        assert key not in scratch_objects(store_http)
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("role", "stage", "cause"),
+    [
+        ("reader", Stage.PERMISSION, "s3:PutObject denied on {bucket}/{key} (AccessDenied)"),
+        (
+            "admin",
+            Stage.OPERATION,
+            "the connection was closed while the 256 KiB scratch object was sent, yet an empty put is accepted "
+            "(ConnectionClosedError: Connection was closed before we received a valid response from endpoint URL: "
+            '"{endpoint}/{bucket}/{key}".)',
+        ),
+    ],
+)
+async def test_put_whose_connection_is_closed_asks_again_without_a_body(
+    store_http: S3Server, role: str, stage: Stage, cause: str
+) -> None:
+    """A server may refuse a put and close before reading the body: the server's answer to a bodiless put decides."""
+    proxy = CuttingProxy(port_of(store_http), f"PUT /{store_http.bucket}/{SCRATCH_PREFIX}".encode(), times=1)
+    try:
+        endpoint = f"http://127.0.0.1:{proxy.port}"
+        result = await check_target(target(store_http, role=role, endpoint_url=endpoint))
+        key = str(result.facts["scratch_key"])
+        assert (result.status, result.stage) == (Status.FAILED, stage)
+        assert result.cause == cause.format(bucket=store_http.bucket, key=key, endpoint=endpoint)
+        assert steps(result)[-1] == ("write", Status.FAILED)
+        assert proxy.cut == 1
+        assert key not in scratch_objects(store_http)  # the empty object an accepted put left is cleaned up
+    finally:
+        proxy.close()
+
+
+async def test_put_whose_connection_is_closed_also_without_a_body_fails_at_operation(store_http: S3Server) -> None:
+    proxy = CuttingProxy(port_of(store_http), f"PUT /{store_http.bucket}/{SCRATCH_PREFIX}".encode())
+    try:
+        result = await check_target(target(store_http, endpoint_url=f"http://127.0.0.1:{proxy.port}"))
+        assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+        assert result.cause.startswith(
+            "the connection was closed during PutObject, also without a body (ConnectionClosedError: "
+        )
+        assert "proxy, gateway or firewall" in result.remediation
+        assert proxy.cut == 2
     finally:
         proxy.close()
 
@@ -245,24 +333,27 @@ async def test_put_whose_answer_is_lost_is_deleted_after_the_deadline(s3: S3Serv
 # --- TLS ----------------------------------------------------------------------------------------------
 
 
-async def test_https_endpoint_with_its_ca_file_passes(s3_tls: S3Server) -> None:
-    result = await check_target(target(s3_tls, ca_file=s3_tls.ca_file))
+async def test_https_endpoint_with_its_ca_file_passes(store_tls: S3Server) -> None:
+    result = await check_target(target(store_tls, ca_file=store_tls.ca_file))
     assert result.status == Status.PASSED, result.cause
-    assert "tls" in [name for name, _ in steps(result)]
+    assert "tls handshake" in [name for name, _ in steps(result)]
     assert result.facts["tls_version"] == "TLSv1.3"
 
 
-async def test_https_endpoint_signed_by_another_ca_fails_at_tls(s3_tls: S3Server) -> None:
-    result = await check_target(target(s3_tls, ca_file=s3_tls.wrong_ca_file))
+async def test_https_endpoint_signed_by_another_ca_fails_at_tls(store_tls: S3Server) -> None:
+    result = await check_target(target(store_tls, ca_file=store_tls.wrong_ca_file))
     assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
     assert "ca_file" in result.remediation
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-async def test_unverified_https_passes_with_a_warning(s3_tls: S3Server) -> None:
-    result = await check_target(target(s3_tls, verify=False))
+async def test_unverified_https_passes_with_a_warning(store_tls: S3Server) -> None:
+    result = await check_target(target(store_tls, tls_verify=False))
     assert (result.status, result.stage) == (Status.WARNING, Stage.TLS)
-    assert result.cause == "the endpoint's certificate is not verified (verify: false)"
+    assert (
+        result.cause
+        == f"the certificate of {urlsplit(store_tls.endpoint).hostname} is not verified (tls_verify: false)"
+    )
 
 
 # --- network ------------------------------------------------------------------------------------------
@@ -289,15 +380,21 @@ async def test_stalled_endpoint_fails_on_time_at_the_stage_it_hung(
 
 
 async def test_secret_key_and_session_token_never_appear_in_any_output(
-    s3: S3Server, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    store_http: S3Server, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     planted_secret, planted_token = "Planted/Secret+Key0123456789abcdefghijklm", "Planted-Session-Token-5d1e"
     caplog.set_level(logging.DEBUG)
-    admin = s3.keys["admin"]
+    admin = store_http.keys["admin"]
     targets = [
-        target(s3, name="bad-secret", role=None, access_key_id=admin.access_key_id, secret_access_key=planted_secret),
         target(
-            s3,
+            store_http,
+            name="bad-secret",
+            role=None,
+            access_key_id=admin.access_key_id,
+            secret_access_key=planted_secret,
+        ),
+        target(
+            store_http,
             name="bad-token",
             role=None,
             access_key_id=admin.access_key_id,
@@ -305,12 +402,12 @@ async def test_secret_key_and_session_token_never_appear_in_any_output(
             session_token=planted_token,
         ),
         target(
-            s3,
+            store_http,
             name="refused",
             role=None,
             access_key_id="AKIAUNKNOWNUNKNOWN00",
             secret_access_key=planted_secret,
-            endpoint_url=f"http://127.0.0.1:{s3.endpoint.rsplit(':', 1)[1]}",
+            endpoint_url=f"http://127.0.0.1:{store_http.endpoint.rsplit(':', 1)[1]}",
         ),
     ]
     run = await run_targets(targets)
@@ -321,40 +418,3 @@ async def test_secret_key_and_session_token_never_appear_in_any_output(
     assert caplog.text  # urllib3 logged the requests at DEBUG: the scan below looked at real log lines
     for output in outputs:
         assert planted_secret not in output and planted_token not in output
-
-
-def config_error(fields: str) -> str:
-    with pytest.raises(ConfigError) as caught:
-        parse_targets(f"targets:\n  - {{name: store, kind: s3, {fields}}}\n", "targets.yaml", {})
-    return str(caught.value)
-
-
-def test_config_with_defaults() -> None:
-    [store] = parse_targets(
-        "targets:\n  - {name: store, kind: s3, bucket: airia-data, access_key_id: AKIA1, secret_access_key: sk}\n",
-        "targets.yaml",
-        {},
-    )
-    assert isinstance(store, S3Target)
-    assert (store.region, store.endpoint_url, store.addressing_style, store.verify) == ("us-east-1", None, "auto", True)
-    assert store.secrets() == ["sk"]
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ("region: eu-west-1", "targets[0].bucket: required"),
-        ("bucket: b", "targets[0].bucket: String should match pattern"),
-        ("bucket: data, endpoint_url: 'minio:9000'", "targets[0].endpoint_url: must be an http:// or https:// URL"),
-        ("bucket: data, endpoint_url: 'https://u:p@minio'", "targets[0].endpoint_url: must not hold credentials"),
-        ("bucket: data, endpoint_url: 'https://minio/data'", "targets[0].endpoint_url: must be the service's root"),
-        ("bucket: data, access_key_id: AKIA1", "targets[0]: access_key_id and secret_access_key go together"),
-        ("bucket: data, session_token: t", "targets[0]: session_token needs access_key_id and secret_access_key"),
-        ("bucket: data, addressing_style: dns", "targets[0].addressing_style: Input should be 'auto', 'path'"),
-        ("bucket: data, ca_file: /nonexistent/ca.pem", "targets[0].ca_file: Path does not point to a file"),
-        ("bucket: data, verify: false, ca_file: /etc/hostname", "targets[0]: ca_file is unused with verify: false"),
-        ("bucket: data, endpoint_url: 'http://minio:9000', ca_file: /etc/hostname", "targets[0]: ca_file needs"),
-    ],
-)
-def test_malformed_config_names_target_and_field(fields: str, message: str) -> None:
-    assert config_error(fields).startswith(message)

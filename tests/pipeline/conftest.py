@@ -1,43 +1,14 @@
-"""Fixtures for the pipeline's decision modules in .github/scripts (not a package name, so it goes on sys.path)."""
+"""The pipeline tests' fixtures; what they share besides fixtures is in tests/pipeline/helpers.py."""
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / ".github" / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> object:
-        return json.loads(self.body)
-
-
-Responder = Callable[[Request], tuple[int, dict[str, str], bytes]]
-
-
-@dataclass
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that records every request and answers through `respond`."""
-
-    url: str
-    requests: list[Request] = field(default_factory=list)
-    respond: Responder = lambda request: (204, {}, b"")
+from tests.pipeline.helpers import Receiver, Request
 
 
 @pytest.fixture
@@ -68,7 +39,3 @@ def receiver() -> Iterator[Receiver]:
     yield state
     server.shutdown()
     server.server_close()
-
-
-def json_response(status: int, data: object) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": "application/json"}, json.dumps(data).encode()

@@ -8,7 +8,7 @@ import consistency
 import pytest
 from consistency import ConsistencyError, Found, mismatches, read, set_version
 
-from tests.pipeline.conftest import ROOT
+from tests.pipeline.helpers import ROOT
 
 CHART = """\
 apiVersion: v2

@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import health_gate
+import helm_release
 import httpx
 import pytest
 import yaml
-from health_gate import Decision, Observation, Policy, Prober, RollbackRefused, decide, poll, rollback_target
+from health_gate import Decision, Observation, Observer, Policy, decide, poll
+from helm_release import RollbackRefused, rollback_target
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.deploy.tools import require
 from tests.deploy.tools import run as run_tool
-from tests.pipeline.conftest import ROOT, Receiver, json_response
+from tests.pipeline.helpers import ROOT, Receiver, json_response
 from tests.servers import StallServer, free_port
 
 POLICY = Policy(deadline=60, failures=3, window=30, max_restarts=1, successes=3)
@@ -115,15 +117,15 @@ def test_promotion_always_rests_on_enough_healthy_observations(
 # --- the poller against real local servers --------------------------------------------------------------------
 
 
-def prober_for(url: str, **options: Any) -> Iterator[Prober]:
+def observer_for(url: str, **options: Any) -> Iterator[Observer]:
     with httpx.Client(base_url=url, timeout=options.pop("timeout", 2.0)) as client:
-        yield Prober(client, **options)
+        yield Observer(client, **options)
 
 
 def test_poller_promotes_a_healthy_server(receiver: Receiver) -> None:
     receiver.respond = lambda request: json_response(200, {"status": "ready"})
-    for prober in prober_for(receiver.url):
-        decision, seen = poll(prober.observe, Policy(deadline=5, successes=3), interval=0.01)
+    for observer in observer_for(receiver.url):
+        decision, seen = poll(observer.observe, Policy(deadline=5, successes=3), interval=0.01)
     assert decision.action == "promote"
     assert [o.detail for o in seen] == ["ready 200"] * 3
     assert {r.path for r in receiver.requests} == {"/health/ready"}
@@ -131,22 +133,22 @@ def test_poller_promotes_a_healthy_server(receiver: Receiver) -> None:
 
 def test_poller_rolls_back_a_503_server(receiver: Receiver) -> None:
     receiver.respond = lambda request: json_response(503, {"status": "not ready"})
-    for prober in prober_for(receiver.url):
-        decision, seen = poll(prober.observe, Policy(deadline=5, failures=3, window=5), interval=0.01)
+    for observer in observer_for(receiver.url):
+        decision, seen = poll(observer.observe, Policy(deadline=5, failures=3, window=5), interval=0.01)
     assert decision.action == "rollback"
     assert "readiness failed 3 times" in decision.reason and len(seen) == 3
 
 
 def test_poller_rolls_back_a_stopped_server() -> None:
-    for prober in prober_for(f"http://127.0.0.1:{free_port()}"):
-        decision, _ = poll(prober.observe, Policy(deadline=5, failures=2, window=5), interval=0.01)
+    for observer in observer_for(f"http://127.0.0.1:{free_port()}"):
+        decision, _ = poll(observer.observe, Policy(deadline=5, failures=2, window=5), interval=0.01)
     assert decision == Decision("rollback", "readiness failed 2 times within 5 s (last: ready: ConnectError)")
 
 
 def test_poller_rolls_back_a_server_that_never_answers(stall: StallServer) -> None:
     started = time.monotonic()
-    for prober in prober_for(f"http://127.0.0.1:{stall.port}", timeout=0.2):
-        decision, seen = poll(prober.observe, Policy(deadline=0.5, failures=5, window=5), interval=0.05)
+    for observer in observer_for(f"http://127.0.0.1:{stall.port}", timeout=0.2):
+        decision, seen = poll(observer.observe, Policy(deadline=0.5, failures=5, window=5), interval=0.05)
     assert decision.action == "rollback" and seen[-1].detail == "ready: ReadTimeout"
     assert time.monotonic() - started < 3
 
@@ -162,9 +164,9 @@ def test_poller_reads_the_verdict_with_a_token_from_login(receiver: Receiver) ->
         return json_response(200, {"status": "ready"})
 
     receiver.respond = respond
-    for prober in prober_for(receiver.url, verdict=True, username="admin", password="s3cret-pass-phrase"):
-        assert prober.observe(0) == Observation(0, True, "ready 200", verdict="ready")
-        prober.observe(1)
+    for observer in observer_for(receiver.url, verdict=True, username="admin", password="s3cret-pass-phrase"):
+        assert observer.observe(0) == Observation(0, True, "ready 200", verdict="ready")
+        observer.observe(1)
     assert [r.path for r in receiver.requests].count("/api/token") == 1  # logged in once
 
 
@@ -182,14 +184,14 @@ def test_poller_verdict_states(
     receiver: Receiver, results: tuple[int, dict[str, str], bytes], verdict: str | None
 ) -> None:
     receiver.respond = lambda request: results if request.path == "/api/results" else json_response(200, {})
-    for prober in prober_for(receiver.url, verdict=True, token="given"):
-        assert prober.observe(0).verdict == verdict
+    for observer in observer_for(receiver.url, verdict=True, token="given"):
+        assert observer.observe(0).verdict == verdict
 
 
 def test_poller_reports_a_refused_login(receiver: Receiver) -> None:
     receiver.respond = lambda request: json_response(401 if request.path == "/api/token" else 200, {})
-    for prober in prober_for(receiver.url, verdict=True, username="admin", password="wrong-password"):
-        assert prober.observe(0).verdict == "login refused (401)"
+    for observer in observer_for(receiver.url, verdict=True, username="admin", password="wrong-password"):
+        assert observer.observe(0).verdict == "login refused (401)"
 
 
 def pod_item(
@@ -234,10 +236,10 @@ def test_poller_judges_restarts_relative_to_the_gate_start(receiver: Receiver, t
         [pod_item("good", 1)],  # the release's own pod restarts: counted
     ]
     seen = []
-    for prober in prober_for(receiver.url, restarts_command=command):
+    for observer in observer_for(receiver.url, restarts_command=command):
         for at, pods in enumerate(timeline):
             pods_file.write_text(json.dumps({"items": pods}))
-            seen.append(prober.observe(at).restarts)
+            seen.append(observer.observe(at).restarts)
     assert seen == [0, 0, 0, 1]
     policy = Policy(deadline=60, failures=3, window=30, max_restarts=0, successes=3)
     observations = [ok(at, restarts=count) for at, count in enumerate(seen)]
@@ -250,19 +252,19 @@ def test_poller_baseline_is_the_first_count_it_could_read(receiver: Receiver, tm
     receiver.respond = lambda request: json_response(200, {})
     command = f'{sys.executable} -c "import sys; print(open(sys.argv[1]).read())" {pods_file}'
     seen = []
-    for prober in prober_for(receiver.url, restarts_command=command):
+    for observer in observer_for(receiver.url, restarts_command=command):
         for content in (
             "not json",
             json.dumps({"items": [pod_item("a", 3)]}),
             json.dumps({"items": [pod_item("a", 5)]}),
         ):
             pods_file.write_text(content)
-            seen.append(prober.observe(0).restarts)
+            seen.append(observer.observe(0).restarts)
     assert seen == [None, 0, 2]
-    for prober in prober_for(receiver.url, restarts_command=f"{sys.executable} -c 'raise SystemExit(1)'"):
-        assert prober.observe(0).restarts is None  # unknown, not zero
-    for prober in prober_for(receiver.url, restarts_command=f"{sys.executable} -c 'print([])'"):
-        assert prober.observe(0).restarts is None  # not `kubectl get pods -o json` output
+    for observer in observer_for(receiver.url, restarts_command=f"{sys.executable} -c 'raise SystemExit(1)'"):
+        assert observer.observe(0).restarts is None  # unknown, not zero
+    for observer in observer_for(receiver.url, restarts_command=f"{sys.executable} -c 'print([])'"):
+        assert observer.observe(0).restarts is None  # not `kubectl get pods -o json` output
 
 
 # --- where the gate finds a release: by label, against what the chart really renders ----------------------------
@@ -303,8 +305,8 @@ def kubectl_get(release: str, *sets: str) -> dict[str, Any]:
     ],
 )
 def test_locate_finds_what_the_chart_renders(release: str, sets: tuple[str, ...], names: str, secret: str) -> None:
-    located = health_gate.locate(kubectl_get(release, *sets))
-    assert located == health_gate.Located(
+    located = helm_release.locate(kubectl_get(release, *sets))
+    assert located == helm_release.Located(
         service=names,
         port=9090 if "service.port=9090" in sets else 8080,
         deployment=names,
@@ -318,26 +320,26 @@ def test_locate_ignores_objects_of_a_revision_being_deleted() -> None:
     leftover = kubectl_get("staging", "fullnameOverride=staging")  # an older revision named them differently
     for item in leftover["items"]:
         item["metadata"]["deletionTimestamp"] = "2026-01-05T10:00:00Z"
-    located = health_gate.locate({"items": [*leftover["items"], *current["items"]]})
+    located = helm_release.locate({"items": [*leftover["items"], *current["items"]]})
     assert (located.service, located.deployment) == ("staging-airia-test-pod", "staging-airia-test-pod")
 
 
 def test_locate_explains_what_it_cannot_find() -> None:
     objects = kubectl_get("staging")
-    with pytest.raises(health_gate.LocateError, match=r"expected one Service .* found 0 \(none\)"):
-        health_gate.locate({"items": []})
-    with pytest.raises(health_gate.LocateError, match=r"found 2 \(staging-airia-test-pod, staging-airia-test-pod\)"):
-        health_gate.locate({"items": objects["items"] * 2})
-    service, deployment = (health_gate._only(objects["items"], kind) for kind in ("Service", "Deployment"))
+    with pytest.raises(helm_release.LocateError, match=r"expected one Service .* found 0 \(none\)"):
+        helm_release.locate({"items": []})
+    with pytest.raises(helm_release.LocateError, match=r"found 2 \(staging-airia-test-pod, staging-airia-test-pod\)"):
+        helm_release.locate({"items": objects["items"] * 2})
+    service, deployment = (helm_release._only(objects["items"], kind) for kind in ("Service", "Deployment"))
     service["spec"]["ports"][0]["name"] = "web"
-    with pytest.raises(health_gate.LocateError, match="no port named http"):
-        health_gate.locate(objects)
+    with pytest.raises(helm_release.LocateError, match="no port named http"):
+        helm_release.locate(objects)
     service["spec"]["ports"][0]["name"] = "http"
     deployment["spec"]["template"]["spec"]["volumes"] = []
-    assert health_gate.locate(objects).auth_secret == ""  # only the verdict needs it; the gate says so then
+    assert helm_release.locate(objects).auth_secret == ""  # only the verdict needs it; the gate says so then
     deployment["spec"]["selector"] = {}
-    with pytest.raises(health_gate.LocateError, match="no matchLabels"):
-        health_gate.locate(objects)
+    with pytest.raises(helm_release.LocateError, match="no matchLabels"):
+        helm_release.locate(objects)
 
 
 def test_cli_locate(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

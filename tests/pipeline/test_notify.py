@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from notify import Result, email_message, slack_payload, teams_payload
 
-from tests.pipeline.conftest import Receiver
+from tests.pipeline.helpers import Receiver
 from tests.servers import free_port
 
 RESULT = Result(

@@ -12,7 +12,7 @@ import perf
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from perf import HistoryError, Record, append, evaluate, image_size, load_history
+from perf import HistoryError, Record, Thresholds, append, evaluate, image_size, load_history
 
 MB = 1_000_000
 
@@ -58,7 +58,7 @@ def test_the_current_record_is_never_its_own_baseline() -> None:
 
 def test_window_below_five_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 5"):
-        evaluate(HISTORY, record("x"), window=3)
+        evaluate(HISTORY, record("x"), Thresholds(window=3))
 
 
 @given(st.lists(st.floats(1, 1000), max_size=12), st.floats(1, 10_000))

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from retention import PlanError, Policy, execute, kept_by_rules, parse_versions, plan
 
-from tests.pipeline.conftest import Receiver
+from tests.pipeline.helpers import Receiver
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 POLICY = Policy(keep_dev=2, min_age_days=14, max_delete_share=0.9, max_delete_count=100)

@@ -12,7 +12,7 @@ import security_gate
 import yaml
 from security_gate import Finding, Waiver, bandit_findings, blocking, load_waivers, pip_audit_findings, trivy_findings
 
-from tests.pipeline.conftest import ROOT
+from tests.pipeline.helpers import ROOT
 
 TODAY = date(2026, 6, 1)
 TRIVY_IMAGE: dict[str, Any] = {

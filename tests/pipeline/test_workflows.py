@@ -10,14 +10,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import health_gate
+import helm_release
 import pytest
 import yaml
 
-from tests.pipeline.conftest import ROOT, SCRIPTS
+from tests.pipeline.helpers import ROOT, SCRIPTS
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
+LOCAL_ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 EXPECTED_WORKFLOWS = {
     "test.yml",
     "security.yml",
@@ -85,7 +86,7 @@ def test_actionlint_with_shellcheck_passes() -> None:
 
 
 def test_zizmor_offline_finds_nothing_above_low() -> None:
-    result = zizmor(*files_to_lint(WORKFLOWS), DEPENDABOT)
+    result = zizmor(*files_to_lint(WORKFLOWS), *LOCAL_ACTIONS, DEPENDABOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -94,11 +95,17 @@ def test_workflows_match_the_github_workflow_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_local_actions_match_the_github_action_schema() -> None:
+    assert LOCAL_ACTIONS, "the local actions are gone: .github/actions/*/action.yml"
+    result = jsonschema("vendor.github-actions", *LOCAL_ACTIONS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dependabot_matches_its_schema_and_covers_every_ecosystem() -> None:
     result = jsonschema("vendor.dependabot", DEPENDABOT)
     assert result.returncode == 0, result.stdout + result.stderr
     ecosystems = {update["package-ecosystem"] for update in yaml.safe_load(DEPENDABOT.read_text())["updates"]}
-    assert ecosystems == {"pip", "docker", "github-actions"}
+    assert ecosystems == {"pip", "docker", "docker-compose", "github-actions"}
 
 
 def test_an_empty_workflow_directory_fails_instead_of_passing(tmp_path: Path) -> None:
@@ -213,6 +220,15 @@ def test_third_party_actions_are_pinned_by_commit_with_a_version_comment() -> No
 
 
 @pytest.mark.parametrize(("name", "workflow"), workflows())
+def test_artifacts_survive_a_re_run(name: str, workflow: dict[Any, Any]) -> None:
+    """upload-artifact v4+ refuses a name that exists on the run, and a re-run job is the same run."""
+    for job_name, _, step in steps(workflow):
+        if step.get("uses", "").startswith("actions/upload-artifact@"):
+            upload = step["with"]
+            assert "github.run_attempt" in upload["name"] or upload.get("overwrite") is True, (name, job_name)
+
+
+@pytest.mark.parametrize(("name", "workflow"), workflows())
 def test_checkout_keeps_no_credentials_unless_the_job_pushes(name: str, workflow: dict[Any, Any]) -> None:
     for job_name, job, step in steps(workflow):
         if not step.get("uses", "").startswith("actions/checkout@"):
@@ -229,7 +245,7 @@ def test_workflows_call_modules_that_exist_and_every_module_is_used() -> None:
     called = set(re.findall(r"python \.github/scripts/(\w+)\.py", text))
     modules = {path.stem for path in SCRIPTS.glob("*.py")}
     assert called <= modules, called - modules
-    assert modules - called == {"versions", "actions_io"}  # the two shared helpers
+    assert modules - called == {"versions", "actions_io", "helm_release"}  # helpers the called modules import
 
 
 def test_tool_pins_agree_with_the_ci_script_and_requirements() -> None:
@@ -308,7 +324,7 @@ def test_the_gate_after_a_rollback_is_the_gate_after_a_deploy() -> None:
 
 
 def test_the_gate_reads_what_locate_writes() -> None:
-    fields = {field.name for field in dataclasses.fields(health_gate.Located)}
+    fields = {field.name for field in dataclasses.fields(helm_release.Located)}
     for path in (WORKFLOWS / "release.yml", WORKFLOWS / "rollback.yml"):
         used = set(re.findall(r"steps\.locate\.outputs\.(\w+)", path.read_text()))
         assert used and used <= fields, (path.name, used - fields)

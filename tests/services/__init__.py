@@ -14,7 +14,8 @@ import os
 
 import pytest
 
-SERVICES: list[str] = ["postgres", "cassandra", "azurite", "s3"]  # module names under tests.services, in install order
+# module names under tests.services, in install order
+SERVICES: list[str] = ["postgres", "cassandra", "azurite", "s3", "versitygw"]
 
 
 def unavailable(service: str, why: str) -> None:

@@ -36,6 +36,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from app.checks.cassandra import SCRATCH_TABLE
 from tests.certs import Certificates
 from tests.servers import free_port
 from tests.services import unavailable
@@ -50,8 +51,8 @@ SUPERUSER = "cassandra"
 # in the node's data centre, except RF3_KEYSPACE (3: a single node cannot serve QUORUM or LOCAL_QUORUM there)
 APP_KEYSPACE = "testpod"
 RF3_KEYSPACE = "testpod_rf3"
-READONLY_KEYSPACE = "testpod_readonly"  # the probe table exists; READER_USER may only SELECT
-NOTABLE_KEYSPACE = "testpod_notable"  # no probe table; READER_USER may only SELECT, so creating it is denied
+READONLY_KEYSPACE = "testpod_readonly"  # the scratch table exists; READER_USER may only SELECT
+NOTABLE_KEYSPACE = "testpod_notable"  # no scratch table; READER_USER may only SELECT, so creating it is denied
 APP_USER = "testpod_app"  # ALL on APP_KEYSPACE and RF3_KEYSPACE, CREATE on all keyspaces
 READER_USER = "testpod_reader"
 
@@ -252,7 +253,7 @@ def _wait_for_login(process: subprocess.Popen[bytes], port: int, started: float)
     raise RuntimeError(f"no CQL login within {START_TIMEOUT:g} s ({last})")
 
 
-def _provision(
+def _provision(  # noqa: PLR0913 - the server's coordinates and credentials
     host: str, port: int, superuser_password: str, user_password: str, *, ca_file: str | None, started_in: float | None
 ) -> CassandraServer:
     """Keyspaces and roles the tests rely on; idempotent, so an external node can be reused."""
@@ -269,7 +270,7 @@ def _provision(
             keyspace(name, 1)
         keyspace(RF3_KEYSPACE, 3)
         session.execute(
-            f"CREATE TABLE IF NOT EXISTS {READONLY_KEYSPACE}.airia_test_pod_probe (id uuid PRIMARY KEY, payload blob)"
+            f"CREATE TABLE IF NOT EXISTS {READONLY_KEYSPACE}.{SCRATCH_TABLE} (id uuid PRIMARY KEY, payload blob)"
         )
         for role in (APP_USER, READER_USER):
             # an existing role (external node) gets this session's password; Cassandra 5 allows one change per 5 s

@@ -64,7 +64,7 @@ class S3Server:
     endpoint: str
     keys: dict[str, Keys]  # by POLICIES name
     bucket: str  # in REGION
-    other_region_bucket: str  # in OTHER_REGION
+    other_region_bucket: str | None  # in OTHER_REGION; None on a server with one region for all buckets
     ca_file: str | None = None  # for an https endpoint: the CA that signed its certificate
     wrong_ca_file: str | None = None
 
@@ -213,7 +213,7 @@ def _provision(endpoint: str, ca_file: str | None) -> S3Server:
 
 
 def _empty_buckets(server: S3Server) -> None:
-    """Remove what the tests left on a shared server (a denied delete leaves its probe object)."""
+    """Remove what the tests left on a shared server (a denied delete leaves its scratch object)."""
     import boto3
 
     admin = server.keys["admin"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,7 @@ with warnings.catch_warnings():  # starlette's notice about a future httpx succe
 
 from app.config import Settings
 from app.main import create_app
-from tests.web.helpers import PASSWORD, SECRET_KEY, BlackholePort, write_targets
-
-MakeClient = Callable[..., TestClient]
+from tests.web.helpers import PASSWORD, SECRET_KEY, BlackholePort, MakeClient, write_targets
 
 
 @pytest.fixture

@@ -9,19 +9,25 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 
 from tests.servers import free_port
 
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
 ROOT = Path(__file__).resolve().parents[2]
 USERNAME = "admin"
 PASSWORD = "test-pod-login-4f9d1c"
 SECRET_KEY = "unit-signing-key-7Hq2Zr9WmX4pLs8TbV1cN6yD3"
+
+MakeClient = Callable[..., "TestClient"]  # the make_client fixture: targets, base_url, settings overrides
 
 
 def write_targets(directory: Path, targets: list[dict[str, Any]], name: str = "targets.yaml") -> Path:

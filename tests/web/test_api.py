@@ -10,8 +10,7 @@ from xml.etree import ElementTree as ET
 from app import __version__
 from app.cli import main as cli_main
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import BlackholePort, bearer, tcp_target, wait_for_verdict, write_targets
+from tests.web.helpers import BlackholePort, MakeClient, bearer, tcp_target, wait_for_verdict, write_targets
 
 
 def test_probes_answer_without_login_and_say_little(make_client: MakeClient, stall: StallServer) -> None:

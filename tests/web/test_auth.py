@@ -17,8 +17,7 @@ with warnings.catch_warnings():
 
 from app.auth import SESSION_COOKIE, Authenticator, LoginRejected, LoginThrottle, LoginThrottled, hash_password
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import PASSWORD, SECRET_KEY, USERNAME, bearer, login, tcp_target
+from tests.web.helpers import PASSWORD, SECRET_KEY, USERNAME, MakeClient, bearer, login, tcp_target
 
 
 def _claims(**overrides: object) -> dict[str, object]:

@@ -11,8 +11,7 @@ from app.metrics import Metrics
 from app.results import Result, Run
 from tests.certs import Certificates
 from tests.checks.http_server import HttpServer, Reply
-from tests.web.conftest import MakeClient
-from tests.web.helpers import bearer, wait_for_verdict
+from tests.web.helpers import MakeClient, bearer, wait_for_verdict
 
 
 def test_days_to_expiry_of_a_real_certificate(make_client: MakeClient, tmp_path: Path) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import login, tcp_target
+from tests.web.helpers import MakeClient, login, tcp_target
 
 
 def test_one_generic_card_per_target_in_config_order(make_client: MakeClient, stall: StallServer) -> None:

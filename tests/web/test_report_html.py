@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from html.parser import HTMLParser
 
 from app import __version__
-from app.checks.base import Stage, Status
+from app.checks.base import Stage, Status, Step
 from app.report import to_html
-from app.results import Result, Run, StepResult
+from app.results import Result, Run
 
 PAYLOADS = ['<script>alert("x")</script>', '<img src=x onerror="alert(1)">', '"><svg onload=alert(2)>']
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=datetime.now().astimezone().tzinfo)
@@ -56,11 +56,7 @@ def test_untrusted_text_is_escaped_everywhere() -> None:
                 description=hostile,
                 cause=f"HTTP 500: {hostile}",
                 remediation=hostile,
-                steps=[
-                    StepResult(
-                        name="status", stage=Stage.OPERATION, status=Status.FAILED, duration_ms=3, detail=hostile
-                    )
-                ],
+                steps=[Step(name="status", stage=Stage.OPERATION, status=Status.FAILED, duration_ms=3, detail=hostile)],
                 facts={"server": hostile, hostile: 1},
             )
         ],
@@ -100,9 +96,7 @@ def test_a_finished_run_has_everything_a_support_ticket_needs() -> None:
                 stage=Stage.AUTH,
                 cause="password authentication failed",
                 remediation="check the password in the Secret",
-                steps=[
-                    StepResult(name="auth", stage=Stage.AUTH, status=Status.FAILED, duration_ms=12.4, detail="28P01")
-                ],
+                steps=[Step(name="auth", stage=Stage.AUTH, status=Status.FAILED, duration_ms=12.4, detail="28P01")],
             ),
         ],
     )

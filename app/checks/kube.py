@@ -72,7 +72,12 @@ def _service_account() -> Credentials:
         namespace = (SERVICE_ACCOUNT / "namespace").read_text().strip()
     except OSError:
         raise CheckFailed(Stage.AUTH, *_NO_TOKEN) from None
-    context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT / "ca.crt"))
+    try:
+        context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT / "ca.crt"))
+    except OSError:
+        raise CheckFailed(
+            Stage.TLS, f"the cluster's CA {SERVICE_ACCOUNT / 'ca.crt'} cannot be read", _NO_TOKEN[1]
+        ) from None
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
     return Credentials(server, context, token, namespace)
 
@@ -87,23 +92,28 @@ def _kubeconfig(path: Path, name: str | None) -> Credentials:
         context = _named(config, "contexts", name)["context"]
         cluster = _named(config, "clusters", context["cluster"])["cluster"]
         user = _named(config, "users", context["user"])["user"] if context.get("user") else {}
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+    except yaml.YAMLError:  # its message quotes the file, which may hold a token
+        raise invalid("not valid YAML") from None
+    except (OSError, KeyError, TypeError) as error:
         raise invalid(f"unreadable or incomplete ({type(error).__name__}: {error})") from None
-    base = path.parent
-    ssl_context = ssl.create_default_context()
-    if cluster.get("insecure-skip-tls-verify"):
-        ssl_context.check_hostname, ssl_context.verify_mode = False, ssl.CERT_NONE
-    if "certificate-authority-data" in cluster:
-        ssl_context.load_verify_locations(cadata=_decoded(cluster["certificate-authority-data"]))
-    elif "certificate-authority" in cluster:
-        ssl_context.load_verify_locations(cafile=str(base / cluster["certificate-authority"]))
-    if "client-certificate-data" in user or "client-certificate" in user:
-        _load_client_certificate(ssl_context, user, base)
-    token = user.get("token")
-    if token is None and "tokenFile" in user:
-        token = (base / user["tokenFile"]).read_text().strip()
     if "exec" in user or "auth-provider" in user:
         raise invalid("exec and auth-provider credentials are not supported; use a token or a client certificate")
+    base = path.parent
+    try:
+        ssl_context = ssl.create_default_context()
+        if cluster.get("insecure-skip-tls-verify"):
+            ssl_context.check_hostname, ssl_context.verify_mode = False, ssl.CERT_NONE
+        if "certificate-authority-data" in cluster:
+            ssl_context.load_verify_locations(cadata=_decoded(cluster["certificate-authority-data"]))
+        elif "certificate-authority" in cluster:
+            ssl_context.load_verify_locations(cafile=str(base / cluster["certificate-authority"]))
+        if "client-certificate-data" in user or "client-certificate" in user:
+            _load_client_certificate(ssl_context, user, base)
+        token = user.get("token")
+        if token is None and "tokenFile" in user:
+            token = (base / user["tokenFile"]).read_text().strip()
+    except (OSError, ValueError, KeyError) as error:  # ssl.SSLError is an OSError; bad base64 a ValueError
+        raise invalid(f"its certificates or token cannot be loaded ({type(error).__name__})") from None
     return Credentials(str(cluster["server"]).rstrip("/"), ssl_context, token, context.get("namespace", "default"))
 
 
@@ -277,7 +287,7 @@ def _refused(status: int, what: str, message: str) -> CheckFailed:
         )
     return CheckFailed(
         Stage.PERMISSION,
-        f"{what} is forbidden: {message}" if message else f"{what} is forbidden (403)",
+        f"the API server refused {what}: {message}" if message else f"the API server refused {what} (403)",
         "grant it to the pod's service account (the chart's RBAC does for its own checks: rbac.create)",
     )
 

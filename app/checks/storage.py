@@ -29,6 +29,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by=airia-test-pod"
 TARGET_LABEL = "airia-test-pod/target"
 IMAGE_ENV = "TESTPOD_IMAGE"  # the chart sets it to the product's own image
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
+SELECTED_NODE = "volume.kubernetes.io/selected-node"  # set by the scheduler on a WaitForFirstConsumer claim
 UID = 10001  # the product image's user
 POLL = 0.5  # seconds between looks at the claim and the pod
 DIAGNOSIS = 1.5  # seconds kept before the deadline to read events and say why something is stuck
@@ -319,9 +320,6 @@ class StorageTarget(KubeTarget):
                     break
                 time.sleep(POLL)
             pending = f"{time.monotonic() - started:.0f} s"
-            unscheduled = self._unscheduled(api, namespace, name)
-            if unscheduled:
-                raise unscheduled
             events = api.events(namespace, "PersistentVolumeClaim", name)
             failed = [e for e in events if e.startswith("ProvisioningFailed")]
             provisioner = probe.facts.get("provisioner")
@@ -332,6 +330,12 @@ class StorageTarget(KubeTarget):
                     else f"see the provisioner {provisioner}'s log; check size and the class's parameters"
                 )
                 raise CheckFailed(Stage.OPERATION, f"provisioning failed for class {storage_class}: {failed[-1]}", hint)
+            # a WaitForFirstConsumer claim is provisioned only once the scheduler has placed its pod on a node
+            placed = SELECTED_NODE in claim.get("metadata", {}).get("annotations", {})
+            if probe.facts.get("binding_mode") == "WaitForFirstConsumer" and not placed:
+                unscheduled = self._unscheduled(api, namespace, name)
+                if unscheduled:
+                    raise unscheduled
             raise CheckFailed(
                 Stage.OPERATION,
                 f"no provisioner answered: the claim is still Pending after {pending}"

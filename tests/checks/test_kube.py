@@ -4,6 +4,7 @@ they do against a real Kubernetes is in tests/cluster/test_cluster_checks.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from app.checks.storage import StorageTarget, _writer_failure
 from tests.certs import Certificates
 from tests.checks import run_check
 from tests.checks.helpers import config_error, parse
-from tests.checks.http_server import HttpServer, Reply
+from tests.checks.http_server import HttpServer, Reply, Request
 from tests.servers import StallServer
 
 
@@ -154,3 +155,36 @@ def test_what_the_writer_met_is_named(report: dict[str, object], cause: str) -> 
 
 def test_a_writer_that_read_back_what_it_wrote_passes() -> None:
     assert _writer_failure({"bytes": 10, "read_bytes": 10, "same": True, "write_s": 1, "read_s": 1}, "") is None
+
+
+def test_a_kubeconfig_that_is_not_yaml_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text("users: [{name: u, user: {token: s3cret-t0ken}}\n  - ]: :\n")
+    result = run_check(ClusterTarget(name="k8s", kind="cluster", kubeconfig=config))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.AUTH)
+    assert result.cause == f"kubeconfig {config}: not valid YAML"
+
+
+def test_inline_certificates_are_loaded_and_a_forbidden_list_names_the_refusal(
+    tmp_path: Path, certs: Certificates
+) -> None:
+    def api(request: Request) -> Reply:
+        if request.path == "/version":
+            return Reply(200, json.dumps({"gitVersion": "v1.31.2"}).encode())
+        message = 'nodes is forbidden: User "system:serviceaccount:apps:reader" cannot list resource "nodes"'
+        return Reply(403, json.dumps({"kind": "Status", "message": message, "code": 403}).encode())
+
+    client = certs.leaf("client")
+    inline = {
+        "client-certificate-data": base64.b64encode(client.cert_file.read_bytes()).decode(),
+        "client-key-data": base64.b64encode(client.key_file.read_bytes()).decode(),
+    }
+    with HttpServer(api, certs.leaf("api")) as server:
+        config = kubeconfig(tmp_path, server.url, certs.ca_file, **inline)
+        result = run_check(ClusterTarget(name="k8s", kind="cluster", kubeconfig=config, min_version="1.30"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert result.facts["kubernetes_version"] == "v1.31.2"
+    assert result.cause == (
+        'the API server refused GET /api/v1/nodes: nodes is forbidden: User "system:serviceaccount:apps:reader" '
+        'cannot list resource "nodes"'
+    )

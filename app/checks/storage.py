@@ -34,13 +34,15 @@ UID = 10001  # the product image's user
 POLL = 0.5  # seconds between looks at the claim and the pod
 DIAGNOSIS = 1.5  # seconds kept before the deadline to read events and say why something is stuck
 MOUNT = "/scratch"
+TERMINATION_LOG = "/dev/termination-log"  # what the kubelet shows as the container's termination message
 
-# Runs in the writer pod: write `size` bytes, fsync, drop them from the page cache, read back, compare digests.
+# Runs in the writer pod: write `size` bytes, fsync, drop them from the page cache, read back, compare digests;
+# report to the termination log. Arguments: size, directory, termination log.
 WRITER = r"""
 import errno, hashlib, json, os, sys, time
 size, path, block = int(sys.argv[1]), sys.argv[2] + "/airia-test-pod.bin", os.urandom(1 << 20)
 def report(code, **fields):
-    with open("/dev/termination-log", "w") as log:
+    with open(sys.argv[3], "w") as log:
         json.dump(fields, log)
     sys.exit(code)
 step = "write"
@@ -292,7 +294,7 @@ class StorageTarget(KubeTarget):
                         "name": "writer",
                         "image": image,
                         "imagePullPolicy": "IfNotPresent",
-                        "command": ["python3", "-c", WRITER, str(self.write_bytes), MOUNT],
+                        "command": ["python3", "-c", WRITER, str(self.write_bytes), MOUNT, TERMINATION_LOG],
                         "securityContext": hardened,
                         "resources": {
                             "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -427,9 +429,7 @@ def _writer_failure(report: dict[str, Any], reason: str) -> CheckFailed | None:
     """What the writer's termination message says went wrong, or None when it wrote, read and compared."""
     if "errno" in report:
         code = str(report["errno"])
-        cause, remediation = _ERRNO.get(
-            code, (f"the writer failed ({code})", "check the volume's mount and the storage backend")
-        )
+        cause, remediation = _ERRNO.get(code, ("the writer failed", "check the volume's mount and the storage backend"))
         detail = clean_remote_text(str(report.get("error", "")), 100)
         return CheckFailed(Stage.OPERATION, f"{report.get('step')}: {cause} ({code}: {detail})", remediation)
     if not {"bytes", "write_s", "read_s"} <= report.keys():

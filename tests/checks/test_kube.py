@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import yaml
 from app.checks.base import Stage, Status
 from app.checks.cluster import ClusterTarget, Toleration
 from app.checks.kube import quantity
-from app.checks.storage import StorageTarget, _writer_failure
+from app.checks.storage import WRITER, StorageTarget, _writer_failure
 from tests.certs import Certificates
 from tests.checks import run_check
 from tests.checks.helpers import config_error, parse
@@ -188,3 +190,22 @@ def test_inline_certificates_are_loaded_and_a_forbidden_list_names_the_refusal(
         'the API server refused GET /api/v1/nodes: nodes is forbidden: User "system:serviceaccount:apps:reader" '
         'cannot list resource "nodes"'
     )
+
+
+def test_the_writer_writes_reads_back_and_reports_as_the_pod_runs_it(tmp_path: Path) -> None:
+    log = tmp_path / "termination-log"
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(3 * 2**20 + 5), str(tmp_path), str(log)], check=False, timeout=60
+    )
+    report = json.loads(log.read_text())
+    assert done.returncode == 0 and _writer_failure(report, "Completed") is None
+    assert (report["bytes"], report["read_bytes"], report["same"]) == (3 * 2**20 + 5, 3 * 2**20 + 5, True)
+    assert list(tmp_path.iterdir()) == [log]  # the scratch file is gone
+
+
+def test_a_writer_that_cannot_write_reports_the_errno(tmp_path: Path) -> None:
+    log = tmp_path / "termination-log"
+    done = subprocess.run([sys.executable, "-c", WRITER, "10", str(tmp_path / "absent"), str(log)], check=False)
+    failure = _writer_failure(json.loads(log.read_text()), "Error")
+    assert done.returncode == 1 and failure is not None
+    assert failure.cause == "write: the writer failed (ENOENT: No such file or directory)"

@@ -127,6 +127,9 @@ class Authenticator:
     secret_key: str
     session_seconds: int
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # Revocations live in memory, and the pod has no writable place that outlives it. So every token names the
+    # process that issued it, and a restarted pod accepts none from before: a revoked token can never come back.
+    generation: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     _revoked: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -177,6 +180,7 @@ class Authenticator:
             "exp": now + self.session_seconds,
             "jti": secrets.token_urlsafe(16),
             "csrf": secrets.token_urlsafe(32),
+            "gen": self.generation,
         }
         return Issued(jwt.encode(claims, self.secret_key, algorithm=ALGORITHM), self.session_seconds)
 
@@ -187,16 +191,16 @@ class Authenticator:
                 token,
                 self.secret_key,
                 algorithms=[ALGORITHM],
-                options={"require": ["sub", "iat", "exp", "jti", "csrf"]},
+                options={"require": ["sub", "iat", "exp", "jti", "csrf", "gen"]},
             )
         except jwt.InvalidTokenError:
             return None
-        if claims["sub"] != self.username or claims["jti"] in self._revoked:
+        if claims["sub"] != self.username or claims["gen"] != self.generation or claims["jti"] in self._revoked:
             return None
         return User(claims["sub"], claims["jti"], float(claims["exp"]), claims["csrf"])
 
     def revoke(self, user: User) -> None:
-        """Logout: the token stops working now, not when it expires."""
+        """Logout, or DELETE /api/token: the token stops working now, not when it expires nor after a restart."""
         now = time.time()
         for token_id in [t for t, expires in self._revoked.items() if expires < now]:
             del self._revoked[token_id]

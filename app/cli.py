@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ SERVE_ENVIRONMENT = """environment (a file named like the setting in TESTPOD_SEC
   TESTPOD_SESSION_MINUTES     how long a login lasts (default 480)
   TESTPOD_RUN_ON_START        check every target once at start-up (default true)
   TESTPOD_STRICT              warnings count as failures (default false)
+  TESTPOD_MAX_CONCURRENT_CHECKS  checks at once; the others wait as pending (default 32)
   TESTPOD_COOKIE_SECURE       Secure cookies even over http, behind a TLS-terminating ingress (default false)
   TESTPOD_DEV_MODE            accept weak secrets and serve /openapi.json (default false)
 """
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--validate", action="store_true", help="only load and validate the targets file (exit 0 or 2), check nothing"
     )
+    check.add_argument("--concurrency", type=_positive, default=None, metavar="N", help="checks at once (default: 32)")
 
     serve = commands.add_parser(
         "serve",
@@ -83,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1000")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
@@ -98,7 +107,8 @@ def check(args: argparse.Namespace) -> int:
     from app import report, target_secrets
     from app.config import ConfigError, load_targets
     from app.results import Result
-    from app.runner import Runner, run_targets
+    from app.runner import DEFAULT_CONCURRENCY, Runner, run_targets
+    from app.sanitization import scrub_logs
 
     config = args.config or os.environ.get("TESTPOD_CONFIG")
     if not config:
@@ -112,6 +122,9 @@ def check(args: argparse.Namespace) -> int:
     if args.validate:
         print(f"{config}: {len(targets)} target(s), all valid")
         return EXIT_READY
+    # libraries log their own warnings (a driver quoting the server) on stderr: never with a secret in them
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    scrub_logs(secret for target in targets for secret in target.secrets())
     runner = Runner(targets, strict=args.strict)
     try:
         selected = runner.select(args.only)
@@ -128,7 +141,8 @@ def check(args: argparse.Namespace) -> int:
         if live:
             print(f"  {result.status.upper():7} {result.name} ({result.duration_ms / 1000:.2f}s)", file=sys.stderr)
 
-    run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress))
+    concurrency = args.concurrency or DEFAULT_CONCURRENCY
+    run = asyncio.run(run_targets(selected, strict=args.strict, on_result=progress, concurrency=concurrency))
     rendered = report.RENDERERS[args.format].render(run)
     if args.output:
         try:
@@ -142,8 +156,6 @@ def check(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import logging
-
     import uvicorn
     from pydantic import ValidationError
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import yaml
 from pydantic import (
@@ -22,12 +24,19 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
+from yaml.composer import Composer
 
 from app import checks
 from app.checks.base import Port, Target
+from app.runner import DEFAULT_CONCURRENCY
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_BYTES = 256 * 1024  # a thousand targets fit in a quarter of it; parsing it all takes ~0.3 s
+MAX_TARGETS = 2000
+MAX_DEPTH = 32  # a targets file is 4 levels deep (targets, a target, headers, a header)
+MAX_NODES = 200_000  # values once every alias is expanded
+MAX_SCALAR = 64 * 1024
+MAX_INT_DIGITS = 32
 
 
 class ConfigError(Exception):
@@ -77,25 +86,144 @@ def load_targets(path: str | Path, environ: dict[str, str] | None = None) -> lis
     return parse_targets(text, str(path), os.environ if environ is None else environ)
 
 
-def parse_targets(text: str, source: str, environ: dict[str, str] | os._Environ[str]) -> list[Target]:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}") from None
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
+def parse_targets(text: str, source: str, environ: Mapping[str, str]) -> list[Target]:
+    """Parse, resolve and validate a targets document; every problem is a ConfigError naming its place."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes; is this the right file?")
+    root = _compose(text, source)
+    if root is None:
+        return []
+    if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{source}: expected a mapping with a 'targets' list at the top")
+    for key, value in root.value:  # counted before anything is built from them
+        if getattr(key, "value", None) == "targets" and isinstance(value, yaml.SequenceNode):
+            count = len(value.value)
+            if count > MAX_TARGETS:
+                raise ConfigError(f"targets: {count} targets; at most {MAX_TARGETS} are checked by one pod")
+    _measure(root, source)
+    document = _construct(root, source)
     document = _resolve_env(document, (), environ)
     try:
         return list(targets_file().model_validate(document).targets)
     except ValidationError as error:
-        raise ConfigError("\n".join(_describe(e) for e in error.errors())) from None
+        raise ConfigError("\n".join(_describe(e, root) for e in error.errors())) from None
 
 
-def _resolve_env(value: Any, path: tuple[str | int, ...], environ: Any) -> Any:
+# --- Bounded YAML --------------------------------------------------------------------------------------------
+# yaml.safe_load is safe from code execution but not from work: aliases expand into trees of any size, nesting
+# recurses once per level and an integer of 10^5 digits fails deep in Python. The loader below bounds all three
+# on the composed nodes, before anything is built from them, and names the line of whatever it refuses.
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses 5x faster
+_INT_TAG = "tag:yaml.org,2002:int"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _BoundedLoader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """libyaml's parser with PyYAML's own composer, so nesting can be counted before it recurses."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.anchors: dict[str, yaml.Node] = {}
+        self.depth = 0
+
+    get_single_node = Composer.get_single_node
+    compose_document = Composer.compose_document
+    compose_scalar_node = Composer.compose_scalar_node
+    compose_sequence_node = Composer.compose_sequence_node
+    compose_mapping_node = Composer.compose_mapping_node
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep", mark)
+        try:
+            return Composer.compose_node(self, parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, mark: yaml.Mark | None) -> None:
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
+def _at(mark: yaml.Mark | None) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_node()
+    except _Refused as refused:
+        raise ConfigError(f"{source}: {refused.message}{_at(refused.mark)}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML{_at(getattr(error, 'problem_mark', None))}") from None
+    finally:
+        loader.dispose()
+
+
+def _measure(root: yaml.Node, source: str) -> None:
+    """Refuse what would cost too much to build: too many values once aliases expand, nesting too deep, a value
+    too long, an integer too long to convert, a key given twice. Each aliased node is measured once."""
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, levels) of its expanded tree
+
+    def too_deep(node: yaml.Node) -> ConfigError:
+        return ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep{_at(node.start_mark)}")
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        if depth > MAX_DEPTH:  # also ends a recursive alias (`&a [*a]`), whose expansion never ends
+            raise too_deep(node)
+        known = measured.get(id(node))
+        if known is not None:
+            if depth + known[1] > MAX_DEPTH:
+                raise too_deep(node)
+            return known
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value) > MAX_SCALAR:
+                raise ConfigError(f"{source}: a value longer than {MAX_SCALAR} characters{_at(node.start_mark)}")
+            if node.tag == _INT_TAG and len(node.value) > MAX_INT_DIGITS:
+                raise ConfigError(f"{source}: an integer longer than {MAX_INT_DIGITS} digits{_at(node.start_mark)}")
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            seen: set[tuple[str, str]] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    if (key.tag, key.value) in seen:
+                        raise ConfigError(f"{source}: key {key.value[:64]!r} is given twice{_at(key.start_mark)}")
+                    seen.add((key.tag, key.value))
+                children += (key, value)
+        sizes = [measure(child, depth + 1) for child in children]
+        size, levels = 1 + sum(s for s, _ in sizes), 1 + max((levels for _, levels in sizes), default=0)
+        if size > MAX_NODES:
+            raise ConfigError(
+                f"{source}: expands to more than {MAX_NODES} values (anchors and aliases?){_at(node.start_mark)}"
+            )
+        measured[id(node)] = (size, levels)
+        return size, levels
+
+    measure(root, 0)
+
+
+def _construct(root: yaml.Node, source: str) -> dict[str, Any]:
+    loader = _BoundedLoader("")
+    try:
+        document = loader.construct_document(root)
+    except yaml.YAMLError as error:  # a bad merge key, an unknown tag
+        raise ConfigError(f"{source}: not valid YAML{_at(getattr(error, 'problem_mark', None))}") from None
+    except (ValueError, OverflowError) as error:  # a timestamp or number that does not exist
+        raise ConfigError(f"{source}: a value cannot be read ({type(error).__name__})") from None
+    finally:
+        loader.dispose()
+    return cast(dict[str, Any], document)
+
+
+def _resolve_env(value: Any, path: tuple[str | int, ...], environ: Mapping[str, str]) -> Any:
     """Replace `${NAME}` in every string; an unset variable is an error, never an empty secret."""
     if isinstance(value, dict):
         return {key: _resolve_env(item, (*path, key), environ) for key, item in value.items()}
@@ -113,6 +241,22 @@ def _resolve_env(value: Any, path: tuple[str | int, ...], environ: Any) -> Any:
     return value
 
 
+def _line_of(root: yaml.Node, loc: Sequence[str | int]) -> int | None:
+    """The line where the value at `loc` (a validation error's path) was written, when it was written."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        elif isinstance(node, yaml.MappingNode):
+            matches = [value for key, value in node.value if getattr(key, "value", None) == str(part)]
+            if not matches:
+                break
+            node = matches[-1]
+        else:
+            break
+    return node.start_mark.line + 1 if node is not root else None
+
+
 def _location(path: tuple[str | int, ...]) -> str:
     text = ""
     for part in path:
@@ -120,7 +264,7 @@ def _location(path: tuple[str | int, ...]) -> str:
     return text or "(top level)"
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, root: yaml.Node) -> str:
     """One line per problem, naming the field as a user wrote it: `targets[2].port: must be 1-65535`."""
     loc: list[str | int] = []
     kinds = checks.kind_models()
@@ -144,7 +288,8 @@ def _describe(error: Any) -> str:
     else:
         message = error["msg"]
         message = message.removeprefix("Value error, ")
-    return f"{_location(tuple(loc))}: {message}"
+    line = _line_of(root, error["loc"])
+    return f"{_location(tuple(loc))}: {message}" + (f" (line {line})" if line is not None else "")
 
 
 # --- Server settings -------------------------------------------------------------------------------------------
@@ -152,6 +297,7 @@ def _describe(error: Any) -> str:
 DEFAULT_SECRETS_DIR = Path("/etc/airia-test-pod/secrets")
 MIN_PASSWORD_LENGTH = 12
 MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_BITS = 100  # 32 random hex digits estimate at ~150; `0123456789abcdef` twice at 21
 # Passwords long enough to pass the length rule that still appear first in every guessing list.
 _WELL_KNOWN_PASSWORDS = frozenset(
     {
@@ -200,6 +346,7 @@ class Settings(BaseSettings):
     cookie_secure: bool = False  # Secure cookies even over http: the pod sits behind a TLS-terminating ingress
     run_on_start: bool = True
     strict: bool = False
+    max_concurrent_checks: Annotated[int, Field(ge=1, le=1000)] = DEFAULT_CONCURRENCY
 
     @classmethod
     def settings_customise_sources(
@@ -244,8 +391,29 @@ def _check_secret_key(key: str) -> None:
     advice = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if len(key) < MIN_SECRET_KEY_LENGTH:
         raise ValueError(f"TESTPOD_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters; {advice}")
-    if len(set(key)) < 10 or any(word in key.lower() for word in _PLACEHOLDER_KEY_WORDS):
+    if any(word in key.lower() for word in _PLACEHOLDER_KEY_WORDS):
         raise ValueError(f"TESTPOD_SECRET_KEY looks like a placeholder, not a random key; {advice}")
+    if estimated_entropy_bits(key) < MIN_SECRET_KEY_BITS:
+        raise ValueError(f"TESTPOD_SECRET_KEY looks like a placeholder, not a random key (too predictable); {advice}")
+
+
+def estimated_entropy_bits(key: str) -> float:
+    """A cautious estimate of a key's randomness: only the part that does not repeat counts, and within it only
+    the characters a constant step from the two before does not predict (`0123…`, `aaaa`, `2468`), each worth
+    the size of the character classes the key draws from."""
+    period = next(p for p in range(1, len(key) + 1) if all(key[i] == key[i % p] for i in range(len(key))))
+    core = key[:period]
+    surprising = sum(
+        1 for i in range(len(core)) if i < 2 or ord(core[i]) - ord(core[i - 1]) != ord(core[i - 1]) - ord(core[i - 2])
+    )
+    classes = (
+        (str.isdigit, 10),
+        (str.islower, 26),
+        (str.isupper, 26),
+        (lambda c: not c.isalnum(), 33),
+    )
+    alphabet = sum(size for test, size in classes if any(test(c) for c in core))
+    return surprising * math.log2(max(alphabet, 2))
 
 
 def _check_password_hash(value: str) -> None:

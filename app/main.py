@@ -6,6 +6,7 @@ the log and to the dashboard, and no run can start until the file is fixed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -21,9 +22,10 @@ from app.checks.base import Target
 from app.config import ConfigError, Settings, load_targets
 from app.health import PodHealth
 from app.metrics import Metrics
-from app.runner import Runner
+from app.runner import Runner, warm_up
+from app.sanitization import scrub_logs
 from app.web import api, errors, pages, status
-from app.web.middleware import BodyLimit, CatchAll, SecurityHeaders
+from app.web.middleware import BodyLimit, CatchAll, HeadAsGet, SecurityHeaders
 from app.web.pod import Pod
 
 MAX_BODY_BYTES = 64 * 1024  # logins and run requests are tiny; nothing here takes an upload
@@ -32,7 +34,8 @@ log = logging.getLogger("app")
 
 def create_app(settings: Settings) -> FastAPI:
     targets, config_error = _load(settings.config)
-    runner = Runner(targets, strict=settings.strict)
+    scrub_logs(secret for target in targets for secret in target.secrets())
+    runner = Runner(targets, strict=settings.strict, concurrency=settings.max_concurrent_checks)
     health = PodHealth(config_error=config_error)
     metrics = Metrics(lambda: runner.running, configured=len(targets), config_valid=config_error is None)
     pod = Pod(runner, health, metrics, reload=_reloader(settings.config))
@@ -45,6 +48,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # before the server listens (so before its startup probe passes), off the event loop
+        await asyncio.to_thread(warm_up, targets)
         if run_on_start:
             pod.start_run()  # so the dashboard has a verdict when someone first opens it
         health.started = True
@@ -68,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet)
     app.include_router(status.router)
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -55,10 +55,12 @@ class Metrics:
         )
         self.ready = Gauge("testpod_ready", "1 if the last run's verdict was ready.", registry=self.registry)
         self.latest: dict[str, Result] = {}
+        self.observed = 0  # runs recorded so far: a rendering of the metrics is current while this stays the same
         self.registry.register(_TargetCollector(self.latest, running))
 
     def observe(self, run: Run) -> None:
         """Record a finished run and every result in it."""
+        self.observed += 1
         verdict = run.verdict or Verdict.NOT_READY
         self.runs.labels(verdict=verdict.value).inc()
         self.run_duration.observe((run.duration_ms or 0) / 1000)

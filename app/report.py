@@ -5,15 +5,20 @@ Results are redacted when they are made (runner), so every renderer here can pri
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from app import __version__
 from app.checks.base import Status
 from app.results import Result, Run
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 _MARK = {Status.PASSED: "PASS", Status.WARNING: "WARN", Status.FAILED: "FAIL"}
 
@@ -91,10 +96,14 @@ def to_html(run: Run) -> str:
 
     Every value is escaped by the template engine: target descriptions and remote error text are untrusted.
     """
+    return _html_template().render(run=run, version=__version__, generated=datetime.now().astimezone())
+
+
+@functools.cache
+def _html_template() -> Template:
     from jinja2 import Environment
 
-    template = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(_HTML)
-    return template.render(run=run, version=__version__, generated=datetime.now().astimezone())
+    return Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(_HTML)
 
 
 _HTML = """<!DOCTYPE html>

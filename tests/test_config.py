@@ -34,21 +34,21 @@ def test_empty_file_has_no_targets() -> None:
 
 def test_port_out_of_range_names_target_index_and_field() -> None:
     text = "targets:\n  - {name: a, kind: tcp, host: h, port: 1}\n  - {name: b, kind: tcp, host: h, port: 70000}\n"
-    assert error_of(text) == "targets[1].port: must be 1-65535"
+    assert error_of(text) == "targets[1].port: must be 1-65535 (line 3)"
 
 
 def test_unknown_key_is_a_typo() -> None:
     assert error_of("targets:\n  - {name: a, kind: tcp, host: h, port: 1, prot: 2}\n") == (
-        "targets[0].prot: unknown key (check its spelling)"
+        "targets[0].prot: unknown key (check its spelling) (line 2)"
     )
 
 
 def test_unknown_top_level_key() -> None:
-    assert error_of("targest: []\n") == "targest: unknown key (check its spelling)"
+    assert error_of("targest: []\n") == "targest: unknown key (check its spelling) (line 1)"
 
 
 def test_missing_field() -> None:
-    assert error_of("targets:\n  - {name: a, kind: tcp, host: h}\n") == "targets[0].port: required"
+    assert error_of("targets:\n  - {name: a, kind: tcp, host: h}\n") == "targets[0].port: required (line 2)"
 
 
 def test_unknown_kind_lists_the_known_ones() -> None:
@@ -58,7 +58,7 @@ def test_unknown_kind_lists_the_known_ones() -> None:
 
 
 def test_missing_kind() -> None:
-    assert error_of("targets:\n  - {name: a, host: h}\n") == "targets[0]: missing 'kind'"
+    assert error_of("targets:\n  - {name: a, host: h}\n") == "targets[0]: missing 'kind' (line 2)"
 
 
 def test_duplicate_names_are_rejected() -> None:

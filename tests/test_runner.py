@@ -160,3 +160,75 @@ def test_select_rejects_unknown_names() -> None:
         runner.select(["a", "nope"])
     assert [t.name for t in runner.select(["a", "a"])] == ["a"]
     assert runner.current() is None
+
+
+class Sleeper(Target):
+    """A check that takes `seconds` of wall time in its thread (a slow but healthy server)."""
+
+    kind: Literal["sleeper"] = "sleeper"
+    seconds: float = 0.05
+
+    def check(self, probe: Probe) -> None:
+        with probe.step("wait", Stage.OPERATION):
+            threading.Event().wait(self.seconds)
+
+
+async def test_concurrent_checks_are_capped_and_the_rest_wait_as_pending() -> None:
+    baseline, peak = threading.active_count(), 0
+    runner = Runner([Sleeper(name=f"s{i}", seconds=0.05) for i in range(60)], concurrency=5)
+    task = runner.start()
+    seen_pending = 0
+    while not task.done():
+        peak = max(peak, threading.active_count())
+        current = runner.current()
+        assert current is not None
+        seen_pending = max(seen_pending, len(current.pending))
+        await asyncio.sleep(0.005)
+    run = task.result()
+    assert run.counts.passed == 60
+    assert peak - baseline <= 5
+    assert seen_pending >= 50  # queued targets show as pending while they wait for a slot
+
+
+async def test_each_targets_timeout_counts_from_its_own_start() -> None:
+    # 6 checks of 0.2 s, 2 at a time, take 0.6 s in all; each one's 0.5 s budget starts when it gets a slot
+    run = await run_targets([Sleeper(name=f"s{i}", seconds=0.2, timeout=0.5) for i in range(6)], concurrency=2)
+    assert [r.status for r in run.results] == [Status.PASSED] * 6
+    assert run.duration_ms is not None and run.duration_ms >= 550
+
+
+async def test_a_hung_check_keeps_its_slot_until_its_thread_ends() -> None:
+    baseline = threading.active_count()
+    hung = Scripted(name="hangs", behaviour="hang", timeout=0.2)  # its thread lives ~1 s past the deadline
+    run = await run_targets([hung, *(Sleeper(name=f"s{i}", seconds=0.01) for i in range(3))], concurrency=1)
+    assert run.results[0].status == Status.FAILED
+    assert all(r.status == Status.PASSED for r in run.results[1:])
+    assert run.duration_ms is not None and run.duration_ms >= 1000  # the others waited for the thread, not the verdict
+    assert threading.active_count() <= baseline + 1
+
+
+def test_warm_up_imports_what_the_configured_kinds_import_lazily() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from app.config import parse_targets\n"
+        "from app.runner import warm_up\n"
+        "targets = parse_targets('targets:\\n  - {name: db, kind: postgres, host: h, database: d, user: u,"
+        " password: p}\\n', 'x', {})\n"
+        "assert 'pg8000.native' not in sys.modules\n"
+        "warm_up(targets)\n"
+        "assert 'pg8000.native' in sys.modules and 'scramp' in sys.modules\n"
+        "assert 'botocore' not in sys.modules  # only what the configured kinds need\n"
+        "s3 = parse_targets('targets:\\n  - {name: b, kind: s3, bucket: bkt}\\n', 'x', {})\n"
+        "warm_up(s3)\n"
+        "from app.checks.aws import _shared_loader\n"
+        "assert any('s3' in str(key) for key in _shared_loader()._cache)  # the S3 model is parsed\n"
+        "bedrock = parse_targets('targets:\\n  - {name: m, kind: bedrock, region: us-east-1, model: x}\\n', 'x', {})\n"
+        "warm_up(bedrock)\n"
+        "assert any('bedrock-runtime' in str(key) for key in _shared_loader()._cache)  # and Bedrock's\n"
+        "from app.checks.tls import _verified_context\n"
+        "assert _verified_context.cache_info().currsize == 1  # and the system trust store loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

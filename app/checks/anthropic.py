@@ -41,7 +41,7 @@ from app.checks.ai import (
     service_account_secrets,
     vertex_endpoint,
 )
-from app.checks.base import Probe, Stage, Target
+from app.checks.base import HeaderSecret, Probe, Stage, Target
 from app.checks.http import Answer, HttpUrl, open_client
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s/?#]+$")]
@@ -91,11 +91,12 @@ VERTEX_VERSION = "vertex-2023-10-16"
 
 class AnthropicTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx", "jwt")
 
     kind: Literal["anthropic"]
     provider: Literal["anthropic", "vertex"] = "anthropic"
     base_url: HttpUrl | None = None  # default: https://api.anthropic.com, or the location's Vertex AI endpoint
-    api_key: SecretStr | None = None  # anthropic
+    api_key: HeaderSecret | None = None  # anthropic
     service_account_key: SecretStr | None = None  # vertex: the service account's JSON key
     project: ProjectId | None = None  # vertex; default: the key's project_id
     location: Location = "us-east5"  # vertex

@@ -117,6 +117,27 @@ def _shared_loader() -> Loader:
     return create_loader()
 
 
+def parse_s3_models() -> None:
+    """Warm-up before the first run of an s3 target (see runner.warm_up)."""
+    _parse_models("s3")
+
+
+def parse_bedrock_models() -> None:
+    """Warm-up before the first run of a bedrock target (see runner.warm_up)."""
+    _parse_models("bedrock-runtime")
+
+
+def _parse_models(service: str) -> None:
+    """Parse a service's model and endpoint rules into the shared loader, so the first check does not stall the
+    event loop on them. No request is sent and the credential chain is never consulted."""
+    import botocore.session
+
+    made = botocore.session.Session()
+    made.register_component("data_loader", _shared_loader())
+    keys = {"aws_access_key_id": "warm-up", "aws_secret_access_key": "warm-up"}
+    made.create_client(service, region_name="us-east-1", **keys).close()
+
+
 def _quiet_botocore_debug() -> None:
     """botocore's DEBUG records hold signed request headers, session tokens included: never let them through."""
     logger = logging.getLogger("botocore")

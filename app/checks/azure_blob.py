@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import Field, FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
 from app.checks import facts
-from app.checks.base import CLEAN_UP_GRACE, CheckFailed, Probe, Stage, Target, find_cause
+from app.checks.base import CLEAN_UP_GRACE, CheckFailed, ConfiguredUrl, Probe, Stage, Target, find_cause
 from app.checks.net import connect, connect_failure, default_port, resolve
 from app.checks.tls import handshake_step, tls_failure
 from app.sanitization import clean_remote_text
@@ -108,13 +108,14 @@ _ERROR_CODES: dict[str, tuple[Stage, str]] = {
 
 class AzureBlobTarget(Target):
     default_timeout: ClassVar[float] = 15.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("azure.storage.blob", "azure.core.exceptions")
 
     kind: Literal["azure_blob"]
     account_name: AccountName | None = None
     account_key: SecretStr | None = None
     connection_string: SecretStr | None = None
     sas_url: SecretStr | None = None
-    endpoint: Annotated[str, StringConstraints(min_length=8, max_length=2048)] | None = None
+    endpoint: Annotated[ConfiguredUrl, StringConstraints(min_length=8, max_length=2048)] | None = None
     container: ContainerName | None = None
     create_container: bool = False
     ca_file: FilePath | None = None  # PEM bundle to trust instead of the system store

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, TypeVar
+from typing import Annotated, ClassVar, TypeVar, get_args
+from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 Scalar = str | int | float | bool | None
 CLEAN_UP_GRACE = 2.0  # seconds the removal of a scratch object may take even when the deadline has passed
@@ -48,6 +49,43 @@ class CheckFailed(Exception):
 Port = Annotated[int, Field(ge=1, le=65535)]
 Host = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[^\s/]+$")]
 
+MIN_QUERY_SECRET = 6  # shorter query values (`v=1`, `page=2`) are parameters, and scrubbing them would garble text
+
+
+class _QuerySecrets:
+    """Marks a URL field whose query-string values are secrets (`?access_token=…`, `?sig=…`): see Target.secrets."""
+
+
+def _no_userinfo(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise ValueError(f"is not a valid URL ({error})") from None
+    if "@" in parts.netloc:
+        raise ValueError("must not contain credentials (user:password@); give them in the kind's secret fields")
+    return url
+
+
+def _has_query_secrets(annotation: object, metadata: Sequence[object] = ()) -> bool:
+    """Whether a field's type is a ConfiguredUrl, also inside `| None` (where pydantic keeps the metadata)."""
+    if any(isinstance(m, _QuerySecrets) for m in (*metadata, *getattr(annotation, "__metadata__", ()))):
+        return True
+    return any(_has_query_secrets(arg) for arg in get_args(annotation))
+
+
+# Every URL field of every kind: no userinfo, and its query values are scrubbed from every output like a password.
+ConfiguredUrl = Annotated[str, AfterValidator(_no_userinfo), _QuerySecrets()]
+
+
+def _sendable(value: SecretStr) -> SecretStr:
+    if any(not (" " <= c <= "~" or c == "\t") for c in value.get_secret_value()):
+        raise ValueError("may hold only printable ASCII characters: an HTTP header cannot carry anything else")
+    return value
+
+
+# A secret sent as an HTTP header value (an API key, a header of the http kind).
+HeaderSecret = Annotated[SecretStr, AfterValidator(_sendable)]
+
 TargetName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
@@ -60,6 +98,8 @@ class Target(BaseModel, ABC):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default_timeout: ClassVar[float] = 10.0
+    # modules the check imports lazily (heavy SDKs), or `module:function` to call: done before the server listens
+    warm_imports: ClassVar[tuple[str, ...]] = ()
 
     name: TargetName
     kind: str
@@ -73,11 +113,15 @@ class Target(BaseModel, ABC):
 
     def secrets(self) -> list[str]:
         """Every secret value this target holds, so outputs can be scrubbed of them."""
-        return [
-            value.get_secret_value()
-            for value in (getattr(self, name) for name in type(self).model_fields)
-            if isinstance(value, SecretStr) and value.get_secret_value()
-        ]
+        found = []
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                found.append(value.get_secret_value())
+            elif isinstance(value, str) and _has_query_secrets(info.annotation, info.metadata):
+                query = parse_qsl(urlsplit(value).query, keep_blank_values=True)
+                found += [item for _, item in query if len(item) >= MIN_QUERY_SECRET]
+        return found
 
     @abstractmethod
     def check(self, probe: Probe) -> None:

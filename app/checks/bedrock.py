@@ -37,7 +37,7 @@ from app.checks.ai import (
     is_vector,
     judge,
 )
-from app.checks.base import CheckFailed, Probe, Stage, Target, elapsed_ms, find_cause
+from app.checks.base import CheckFailed, ConfiguredUrl, HeaderSecret, Probe, Stage, Target, elapsed_ms, find_cause
 from app.checks.net import connect_failure, default_port, resolve
 from app.checks.tls import tls_failure
 from app.sanitization import clean_remote_text
@@ -87,6 +87,11 @@ RULES: Rules = {
 
 class BedrockTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = (
+        "botocore.session",
+        "botocore.config",
+        "app.checks.aws:parse_bedrock_models",
+    )
 
     kind: Literal["bedrock"]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
@@ -94,10 +99,10 @@ class BedrockTarget(Target):
     embedding_model: ModelId | None = None  # e.g. amazon.titan-embed-text-v2:0 or cohere.embed-english-v3
     embedding_dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None  # what the platform's index expects
     vision: bool = False
-    endpoint_url: str | None = None  # a VPC endpoint; default: bedrock-runtime.<region>.amazonaws.com
+    endpoint_url: ConfiguredUrl | None = None  # a VPC endpoint; default: bedrock-runtime.<region>.amazonaws.com
     access_key_id: aws.AccessKeyId | None = None
     secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
+    session_token: HeaderSecret | None = None  # sent as X-Amz-Security-Token
     ca_file: FilePath | None = None
 
     @field_validator("endpoint_url")
@@ -105,8 +110,8 @@ class BedrockTarget(Target):
     def _plain_endpoint(cls, url: str | None) -> str | None:
         if url is not None:
             parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-                raise ValueError("must be an http:// or https:// URL with a host and no credentials")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host")
         return url
 
     @field_validator("embedding_model")

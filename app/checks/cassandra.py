@@ -60,6 +60,7 @@ _COSMOS_HOST = re.compile(r"\.cassandra\.cosmos\.azure\.[a-z.]+$", re.IGNORECASE
 
 class CassandraTarget(Target):
     default_timeout: ClassVar[float] = 15.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("cassandra.cluster", "cassandra.policies", "cassandra.io.libevreactor")
 
     kind: Literal["cassandra"]
     contact_points: Annotated[list[Host], Field(min_length=1, max_length=20)]

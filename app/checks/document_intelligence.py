@@ -13,10 +13,10 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import FilePath, SecretStr, StringConstraints
+from pydantic import FilePath, StringConstraints
 
 from app.checks.ai import RATE_LIMITED, Refusal, Rule, Rules, json_of, judge, message_of, resolve_url
-from app.checks.base import CheckFailed, Probe, Stage, Target, elapsed_ms
+from app.checks.base import CheckFailed, HeaderSecret, Probe, Stage, Target, elapsed_ms
 from app.checks.http import Answer, HttpUrl, exchange, open_client
 from app.sanitization import clean_remote_text
 
@@ -57,10 +57,11 @@ RULES: Rules = {
 
 class DocumentIntelligenceTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx",)
 
     kind: Literal["document_intelligence"]
     endpoint: HttpUrl  # https://NAME.cognitiveservices.azure.com
-    api_key: SecretStr
+    api_key: HeaderSecret
     model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,63}$")] = "prebuilt-read"
     api_version: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")] = "2024-11-30"
     ca_file: FilePath | None = None

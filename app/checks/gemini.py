@@ -43,7 +43,7 @@ from app.checks.ai import (
     service_account_secrets,
     vertex_endpoint,
 )
-from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.base import CheckFailed, HeaderSecret, Probe, Stage, Target
 from app.checks.http import Answer, HttpUrl, open_client
 
 if TYPE_CHECKING:
@@ -90,12 +90,13 @@ RULES: Rules = {
 
 class GeminiTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx", "jwt")
 
     kind: Literal["gemini"]
     provider: Literal["google_ai", "vertex"] = "google_ai"
     base_url: HttpUrl | None = None  # default: the Gemini API, or https://LOCATION-aiplatform.googleapis.com
     api_version: Literal["v1", "v1beta"] = "v1beta"  # google_ai (Vertex AI is v1)
-    api_key: SecretStr | None = None  # google_ai
+    api_key: HeaderSecret | None = None  # google_ai
     service_account_key: SecretStr | None = None  # vertex: the service account's JSON key
     project: ProjectId | None = None  # vertex; default: the key's project_id
     location: Location = "us-central1"  # vertex

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, FilePath, SecretStr, StringConstraints
+from pydantic import Field, FilePath, StringConstraints
 
 from app.checks.ai import (
     PROMPT,
@@ -28,7 +28,7 @@ from app.checks.ai import (
     message_of,
     resolve_url,
 )
-from app.checks.base import Probe, Stage, Target
+from app.checks.base import HeaderSecret, Probe, Stage, Target
 from app.checks.http import Answer, HttpUrl, open_client
 
 if TYPE_CHECKING:
@@ -46,10 +46,11 @@ RULES: Rules = {
 
 class MistralTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx",)
 
     kind: Literal["mistral"]
     base_url: HttpUrl = "https://api.mistral.ai/v1"
-    api_key: SecretStr
+    api_key: HeaderSecret
     model: ModelName  # e.g. mistral-small-latest; with vision a model that reads images (pixtral, mistral-medium)
     embedding_model: ModelName | None = None  # e.g. mistral-embed
     embedding_dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None  # what the platform's index expects

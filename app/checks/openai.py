@@ -11,11 +11,11 @@ import base64
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
+from pydantic import Field, FilePath, StringConstraints, model_validator
 
 from app.checks import facts
 from app.checks.ai import PROMPT, TEST_IMAGE, VISION_PROMPT, chat_facts, embedding_facts, json_of, message_of
-from app.checks.base import CheckFailed, Probe, Stage, Target
+from app.checks.base import CheckFailed, HeaderSecret, Probe, Stage, Target
 from app.checks.http import Answer, HttpUrl, exchange, open_client
 from app.checks.net import default_port, resolve
 from app.sanitization import clean_remote_text
@@ -33,11 +33,12 @@ MODELS_RESERVE = 1.0  # seconds kept back from the /models lookup to report the 
 
 class OpenaiTarget(Target):
     default_timeout: ClassVar[float] = 30.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("httpx",)
 
     kind: Literal["openai"]
     provider: Literal["openai", "azure"] = "openai"
     base_url: HttpUrl  # openai: up to /v1 (https://api.openai.com/v1); azure: https://NAME.openai.azure.com
-    api_key: SecretStr
+    api_key: HeaderSecret
     model: ModelName | None = None  # openai
     embedding_model: ModelName | None = None  # openai
     deployment: DeploymentName | None = None  # azure

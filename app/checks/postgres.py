@@ -84,6 +84,7 @@ _STARTUP_REFUSED = (
 
 class PostgresTarget(Target):
     default_timeout: ClassVar[float] = 10.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("pg8000.native", "scramp")
 
     kind: Literal["postgres"]
     host: Host

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
 from app.checks import aws, facts
-from app.checks.base import CLEAN_UP_GRACE, CheckFailed, Probe, Stage, Target, find_cause
+from app.checks.base import CLEAN_UP_GRACE, CheckFailed, ConfiguredUrl, HeaderSecret, Probe, Stage, Target, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect, default_port, resolve
 from app.checks.tls import handshake_step, tls_failure
 from app.sanitization import clean_remote_text
@@ -105,14 +105,15 @@ _ERROR_CODES: dict[str, tuple[Stage, str, str]] = {
 
 class S3Target(Target):
     default_timeout: ClassVar[float] = 15.0
+    warm_imports: ClassVar[tuple[str, ...]] = ("botocore.session", "botocore.config", "app.checks.aws:parse_s3_models")
 
     kind: Literal["s3"]
     bucket: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"
-    endpoint_url: str | None = None  # an S3-compatible store (MinIO, Ceph ...); default: AWS for the region
+    endpoint_url: ConfiguredUrl | None = None  # an S3-compatible store (MinIO, Ceph ...); default: AWS for the region
     access_key_id: aws.AccessKeyId | None = None
     secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
+    session_token: HeaderSecret | None = None  # sent as X-Amz-Security-Token
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     ca_file: FilePath | None = None  # PEM bundle to trust instead of the system store
     tls_verify: bool = True  # chain and hostname; off only for a throwaway test store
@@ -125,8 +126,6 @@ class S3Target(Target):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://minio.example.com:9000")
-        if parts.username or parts.password:
-            raise ValueError("must not hold credentials; use access_key_id and secret_access_key")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("must be the service's root URL (scheme, host and port only)")
         return url

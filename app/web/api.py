@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response, status
@@ -58,6 +59,13 @@ def token(
     return Token(access_token=issued.token, expires_in=issued.max_age)
 
 
+@router.post("/token/revoke", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403))
+async def revoke_token(authenticator: AuthenticatorDep, user: CurrentUser) -> Response:
+    """Revoke the token this request authenticates with (a script's Bearer token, or the browser's session)."""
+    authenticator.revoke(user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/targets", response_model=list[TargetInfo], responses=problems(401))
 async def targets(pod: PodDep, user: CurrentUser) -> list[TargetInfo]:
     """The configured targets (names and kinds only: connection fields and secrets stay in the pod)."""
@@ -84,22 +92,21 @@ async def start_run(pod: PodDep, user: CurrentUser, target: TargetQuery = None) 
         raise HTTPException(409, "no targets are configured: set `targets:` in the Helm values (or TESTPOD_CONFIG)")
     names = [_known(pod, target)] if target is not None else None
     pod.start_run(names)
-    return _document(_current(pod), status.HTTP_202_ACCEPTED)
+    return _document(await _rendered(pod, "results", _to_json), status.HTTP_202_ACCEPTED)
 
 
 @router.get("/results", response_model=RunDocument, responses=problems(401, 404))
 async def results(pod: PodDep, user: CurrentUser, target: TargetQuery = None) -> Response:
     """The latest run; while one is in flight, the results landed so far and the targets still `pending`."""
-    name = _known(pod, target) if target is not None else None
-    run = _current(pod)
-    if name is not None:
-        run = run.model_copy(
-            update={
-                "results": [r for r in run.results if r.name == name],
-                "pending": [p for p in run.pending if p == name],
-            }
-        )
-    return _document(run)
+    if target is None:
+        return _document(await _rendered(pod, "results", _to_json))
+    name = _known(pod, target)
+
+    def one_target(run: Run) -> bytes:
+        only = {"results": [r for r in run.results if r.name == name], "pending": [p for p in run.pending if p == name]}
+        return _to_json(run.model_copy(update=only))
+
+    return _document(await _rendered(pod, f"results:{name}", one_target))
 
 
 ReportFormat = Literal["json", "junit", "html"]
@@ -115,22 +122,29 @@ ReportFormat = Literal["json", "junit", "html"]
 )
 async def download_report(pod: PodDep, user: CurrentUser, format: ReportFormat = "html") -> Response:
     """The latest run as a file to attach to a support ticket (secrets are redacted from every result)."""
-    run = _current(pod)
     renderer = report.RENDERERS[format]
+    run, body = await _rendered_run(pod, f"report:{format}", lambda run: renderer.render(run).encode())
     stamp = (run.finished_at or run.started_at).strftime("%Y%m%d-%H%M%S")
     filename = f"airia-test-pod-report-{stamp}.{renderer.extension}"
     return Response(
-        renderer.render(run),
-        media_type=renderer.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        body, media_type=renderer.media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
 
 
-def _current(pod: Pod) -> Run:
-    run = pod.runner.current()
-    if run is None:
+def _to_json(run: Run) -> bytes:
+    # the exact text `check --format json` prints, so scripts can treat both the same way
+    return report.RENDERERS["json"].render(run).encode()
+
+
+async def _rendered_run(pod: Pod, name: str, render: Callable[[Run], bytes]) -> tuple[Run, bytes]:
+    rendered = await pod.rendered(name, render)
+    if rendered is None:
         raise HTTPException(404, "no run yet: start one with POST /api/runs")
-    return run
+    return rendered
+
+
+async def _rendered(pod: Pod, name: str, render: Callable[[Run], bytes]) -> bytes:
+    return (await _rendered_run(pod, name, render))[1]
 
 
 def _known(pod: Pod, name: str) -> str:
@@ -140,6 +154,5 @@ def _known(pod: Pod, name: str) -> str:
     return name
 
 
-def _document(run: Run, status_code: int = 200) -> Response:
-    # the exact text `check --format json` prints, so scripts can treat both the same way
-    return Response(report.to_json(run), status_code=status_code, media_type="application/json")
+def _document(body: bytes, status_code: int = 200) -> Response:
+    return Response(body, status_code=status_code, media_type="application/json")

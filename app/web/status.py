@@ -72,7 +72,7 @@ def details(pod: PodDep, user: CurrentUser) -> dict[str, Any]:
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
 async def metrics(pod: PodDep) -> Response:
     """Prometheus text exposition."""
-    return Response(pod.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(await pod.metrics_text(), media_type=CONTENT_TYPE)
 
 
 @router.get("/version", response_model=Version)

@@ -79,7 +79,7 @@ def test_a_registered_kind_is_accepted_and_validated_by_the_config() -> None:
     assert target.secrets() == [TOKEN]
     with pytest.raises(ConfigError) as refused:
         parse_targets(json.dumps({"targets": [{**TARGET, "colour": "red"}]}), "targets.yaml", {})
-    assert str(refused.value) == "targets[0].colour: unknown key (check its spelling)"
+    assert str(refused.value) == "targets[0].colour: unknown key (check its spelling) (line 1)"
 
 
 @pytest.mark.usefixtures("registered")

@@ -31,7 +31,7 @@ def test_config_with_defaults() -> None:
         ("region: eu-west-1", "targets[0].bucket: required"),
         ("bucket: b", "targets[0].bucket: String should match pattern"),
         ("bucket: data, endpoint_url: 'minio:9000'", "targets[0].endpoint_url: must be an http:// or https:// URL"),
-        ("bucket: data, endpoint_url: 'https://u:p@minio'", "targets[0].endpoint_url: must not hold credentials"),
+        ("bucket: data, endpoint_url: 'https://u:p@minio'", "targets[0].endpoint_url: must not contain credentials"),
         ("bucket: data, endpoint_url: 'https://minio/data'", "targets[0].endpoint_url: must be the service's root"),
         ("bucket: data, access_key_id: AKIA1", "targets[0]: access_key_id and secret_access_key go together"),
         ("bucket: data, session_token: t", "targets[0]: session_token needs access_key_id and secret_access_key"),

@@ -38,7 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.timeout(CLUSTER_TIMEOUT))
-    items.sort(key=lambda item: item.name == RESTARTS_THE_CLUSTER)  # stable: every other test keeps its place
+    # the cluster tests run after every other test, so its daemons never load the machine under a timing test;
+    # stable: every other test keeps its place
+    items.sort(key=lambda item: (here in Path(str(item.fspath)).parents, item.name == RESTARTS_THE_CLUSTER))
 
 
 def _unavailable(why: str) -> None:

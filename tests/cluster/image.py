@@ -169,7 +169,19 @@ def build(tag_suffix: str = "", build_args: dict[str, str] | None = None) -> Bui
             partial = Path(work, "image.tar")
             buildah("push", name, f"docker-archive:{partial}:{name}")
             partial.rename(archive)
+    _prune(tag)
     return BuiltImage(name, APP_IMAGE_REPOSITORY, tag, archive, seconds)
+
+
+def _prune(current: str) -> None:
+    """Drop the builds of earlier contexts, so the cache holds one app image (and its derived ones)."""
+    for old in (cache_dir() / "images").glob("app-*.tar"):
+        if not old.name.startswith(f"app-{current}"):
+            old.unlink()
+    listed = buildah("images", "--format", "{{.Name}}:{{.Tag}}", "--filter", f"reference={APP_IMAGE_REPOSITORY}")
+    stale = [name for name in listed.split() if not name.split(":")[-1].startswith(current)]
+    if stale:
+        buildah("rmi", *stale)
 
 
 def files(name: str) -> dict[str, os.stat_result]:

@@ -484,7 +484,8 @@ def _dns(corefile: Path) -> None:
 
     def answering() -> bool:
         result = subprocess.run(
-            netns.command(["busybox", "nslookup", f"kubernetes.default.svc.{CLUSTER_DOMAIN}", NODE_IP]),
+            # through the Service's address: CoreDNS answers and kube-proxy routes to it, as it does for pods
+            netns.command(["busybox", "nslookup", f"kubernetes.default.svc.{CLUSTER_DOMAIN}", DNS_SERVICE_IP]),
             capture_output=True,
             text=True,
             timeout=10,
@@ -608,9 +609,11 @@ def rss_bytes() -> int:
                 total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (FileNotFoundError, ProcessLookupError):
             continue
-    usage = CGROUP_ROOT / "memory" / CGROUP_PARENT / "memory.usage_in_bytes"
-    if usage.exists():
-        total += int(usage.read_text())
+    # the pods' anonymous memory (their page cache is left out, as it is for the daemons' RSS above)
+    stat = CGROUP_ROOT / "memory" / CGROUP_PARENT / "memory.stat"
+    if stat.exists():
+        figures = dict(line.split() for line in stat.read_text().splitlines())
+        total += int(figures.get("total_rss", 0))
     return total
 
 

@@ -109,7 +109,8 @@ def test_install_waited_for_the_kubelet_probes(installed: str) -> None:
     print(f"\n[cluster] probes the kubelet ran: {counts}")
     for probe in ("Startup", "Readiness", "Liveness"):
         assert counts.get((probe, "successful"), 0) >= 1, counts
-    assert not [key for key in counts if key[1] != "successful" and counts[key]], counts
+    # a startup probe may fail while the server starts (that is what it is for); the others never
+    assert not [key for key in counts if key[0] != "Startup" and key[1] != "successful" and counts[key]], counts
 
 
 def test_the_pod_runs_hardened_and_within_its_memory_limit(installed: str) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
+
+import pytest
 
 from app import __version__
 from app.cli import main as cli_main
@@ -172,7 +175,7 @@ def test_a_broken_targets_file_keeps_the_pod_live_but_not_ready(make_client: Mak
     refused = client.post("/api/runs", headers=auth)
     assert refused.status_code == 409
     assert "targets[0].port: must be 1-65535" in refused.json()["detail"]
-    assert client.get("/health", headers=auth).json()["config_error"] == "targets[0].port: must be 1-65535"
+    assert client.get("/health", headers=auth).json()["config_error"] == "targets[0].port: must be 1-65535 (line 2)"
     assert "testpod_config_valid 0.0" in client.get("/metrics").text
 
 
@@ -303,3 +306,40 @@ def test_an_unexpected_error_is_a_json_500_without_a_trace(make_client: MakeClie
     assert answer.json() == {"detail": "internal error; the pod's log has the details"}
     assert "internal detail" not in answer.text
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_run_is_rendered_once_per_state_not_once_per_request(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import report
+
+    calls: dict[str, int] = {"json": 0, "html": 0}
+
+    def counting(name: str) -> report.Renderer:
+        renderer = report.RENDERERS[name]
+
+        def render(run: Any) -> str:
+            calls[name] += 1
+            return renderer.render(run)
+
+        return report.Renderer(render, renderer.media_type, renderer.extension)
+
+    for name in calls:
+        monkeypatch.setitem(report.RENDERERS, name, counting(name))
+    client = make_client([{"name": "db", "kind": "tcp", "host": "127.0.0.1", "port": 1}])
+    auth = bearer(client)
+    client.post("/api/runs", headers=auth)
+    wait_for_verdict(client, auth)
+    while client.get("/health", headers=auth).json()["run_in_progress"]:
+        time.sleep(0.01)
+    calls.update(json=0, html=0)
+    bodies = {client.get("/api/results", headers=auth).text for _ in range(20)}
+    pages = {client.get("/api/report", params={"format": "html"}, headers=auth).text for _ in range(20)}
+    assert len(bodies) == len(pages) == 1
+    assert calls["json"] <= 1 and calls["html"] == 1  # once for this state of the run, then kept
+    first = json.loads(bodies.pop())
+    client.post("/api/runs", headers=auth)
+    wait_for_verdict(client, auth)
+    second = client.get("/api/results", headers=auth).json()
+    assert second["started_at"] != first["started_at"]  # a new state of the run is rendered anew
+    assert calls["json"] >= 2

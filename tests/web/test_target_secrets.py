@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
 
 import pytest
 
 from app import target_secrets
 from tests.servers import StallServer
-from tests.web.conftest import MakeClient
-from tests.web.helpers import bearer, tcp_target, wait_for_verdict
+from tests.web.helpers import MakeClient, bearer, tcp_target, wait_for_verdict
 
 
 @pytest.fixture
@@ -57,3 +58,25 @@ def test_each_run_resolves_the_secret_files_as_they_are_then(
     assert client.post("/api/runs", headers=auth).status_code == 202
     assert wait_for_verdict(client, auth)["verdict"] == "ready"
     assert client.get("/health/ready").status_code == 200
+
+
+def test_a_rotated_secret_is_kept_out_of_the_log_from_the_run_that_reads_it(
+    make_client: MakeClient, secrets_dir: Path, closed_port: int
+) -> None:
+    token = secrets_dir / "API_TOKEN"
+    token.write_text("first-token-value-0001")
+    http = {"name": "api", "kind": "http", "url": f"http://127.0.0.1:{closed_port}/"}
+    client = make_client([{**http, "headers": {"Authorization": "${API_TOKEN}"}}])
+    auth = bearer(client)
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logging.getLogger().addHandler(handler)
+    try:
+        token.write_text("rotated-token-value-0002")
+        assert client.post("/api/runs", headers=auth).status_code == 202
+        wait_for_verdict(client, auth)
+        logging.getLogger("app").warning("a driver quoting rotated-token-value-0002 back")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "rotated-token-value-0002" not in log.getvalue()
+    assert "a driver quoting" in log.getvalue()

@@ -12,6 +12,7 @@ from app.checks.azure_blob import AzureBlobTarget
 from app.checks.base import Target
 from app.checks.bedrock import BedrockTarget
 from app.checks.cassandra import CassandraTarget
+from app.checks.cluster import ClusterTarget
 from app.checks.dns import DnsTarget
 from app.checks.document_intelligence import DocumentIntelligenceTarget
 from app.checks.gemini import GeminiTarget
@@ -22,6 +23,7 @@ from app.checks.postgres import PostgresTarget
 from app.checks.proxy import ProxyTarget
 from app.checks.registry import RegistryTarget
 from app.checks.s3 import S3Target
+from app.checks.storage import StorageTarget
 from app.checks.tcp import TcpTarget
 from app.checks.tls import TlsTarget
 
@@ -42,6 +44,8 @@ KINDS: tuple[type[Target], ...] = (
     DocumentIntelligenceTarget,
     ProxyTarget,
     RegistryTarget,
+    ClusterTarget,
+    StorageTarget,
 )
 
 

@@ -256,8 +256,9 @@ def test_checkov_finds_nothing_and_every_skip_is_justified(tmp_path: Path) -> No
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
 def test_pods_are_hardened(values: Path) -> None:
     rendered = objects(render(values))
+    reads_cluster = any(t["kind"] in ("cluster", "storage") for t in yaml.safe_load(values.read_text())["targets"])
     for spec in (one(rendered, "Deployment")["spec"]["template"]["spec"], hook(rendered, "test")["spec"]):
-        assert spec["automountServiceAccountToken"] is False
+        assert spec["automountServiceAccountToken"] is reads_cluster
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] >= 10000 and pod["runAsGroup"] >= 10000
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -290,7 +291,8 @@ def test_labels_and_selectors(values: Path) -> None:
         assert labels["app.kubernetes.io/version"] == __version__
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/instance"] == RELEASE
-        assert document["metadata"]["namespace"] == NAMESPACE
+        if document["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert document["metadata"]["namespace"] == NAMESPACE
     # the helm test pod must never receive the Service's traffic
     assert not selector.items() <= check["metadata"]["labels"].items()
 
@@ -616,3 +618,36 @@ def test_uninstall_removes_the_helm_test_pod_through_a_pre_delete_hook_of_its_na
 
 def _hook_annotations(document: dict[str, Any]) -> dict[str, str]:
     return dict(document["metadata"]["annotations"])
+
+
+def test_rbac_and_the_token_only_come_with_targets_that_read_the_cluster(tmp_path: Path) -> None:
+    plain = objects(render(VALUES["minimal-values"]))
+    assert not [d for d in plain if d["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+    values = values_of("full-values")
+    values["targets"].append({"name": "elsewhere", "kind": "storage", "namespace": "scratch"})
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    rendered = objects(render(tmp_path / "values.yaml"))
+    reader = one(rendered, "ClusterRole")
+    writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
+    for rule in reader["rules"]:  # read-only, except asking its own access reviews
+        assert not writes & set(rule["verbs"]) or rule["resources"] == ["selfsubjectaccessreviews"], rule
+    assert {r for rule in reader["rules"] for r in rule["resources"]} == {
+        "nodes",
+        "storageclasses",
+        "ingressclasses",
+        "selfsubjectaccessreviews",
+    }
+    roles = {d["metadata"]["namespace"]: d for d in rendered if d["kind"] == "Role"}
+    assert set(roles) == {NAMESPACE, "scratch"}
+    assert roles[NAMESPACE]["rules"][0]["resources"] == ["persistentvolumeclaims", "pods"]
+    account = {
+        "kind": "ServiceAccount",
+        "name": one(rendered, "ServiceAccount")["metadata"]["name"],
+        "namespace": NAMESPACE,
+    }
+    for binding in (d for d in rendered if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        assert binding["subjects"] == [account]
+    server = container(one(rendered, "Deployment")["spec"]["template"]["spec"])
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env["TESTPOD_IMAGE"] == server["image"]  # the writer pod runs the product's own image
+    assert {"name": "TESTPOD_IMAGE", "value": env["TESTPOD_IMAGE"]} in container(hook(rendered, "test")["spec"])["env"]

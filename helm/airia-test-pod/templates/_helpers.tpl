@@ -326,3 +326,33 @@ with credentials) and the private CA bundle's path. */}}
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when a target reads the Kubernetes API (kinds cluster and storage): only then do the pods get a
+service-account token and the release its RBAC.
+*/}}
+{{- define "airia-test-pod.readsCluster" -}}
+{{- $reads := false -}}
+{{- range .Values.targets }}{{ if has .kind (list "cluster" "storage") }}{{ $reads = true }}{{ end }}{{ end }}
+{{- if $reads }}true{{ end -}}
+{{- end }}
+
+{{/*
+The namespaces the storage targets create their scratch claims and pods in (default: the release's), one per line.
+*/}}
+{{- define "airia-test-pod.storageNamespaces" -}}
+{{- $namespaces := list -}}
+{{- range .Values.targets }}{{ if eq .kind "storage" }}{{ $namespaces = append $namespaces (default $.Release.Namespace .namespace) }}{{ end }}{{ end }}
+{{- $namespaces | uniq | join "\n" -}}
+{{- end }}
+
+{{/*
+The API access both pods share when a target reads the cluster: the token, and the image the storage check's
+writer pod runs (the product's own, which the nodes have pulled already).
+*/}}
+{{- define "airia-test-pod.clusterEnv" -}}
+{{- if include "airia-test-pod.readsCluster" . }}
+- name: TESTPOD_IMAGE
+  value: {{ include "airia-test-pod.image" . | quote }}
+{{- end }}
+{{- end }}

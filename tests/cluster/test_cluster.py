@@ -87,7 +87,7 @@ def test_a_claim_is_bound_by_the_default_storage_class_and_written_by_a_pod(clus
         assert claim["status"]["phase"] == "Bound"
         assert claim["spec"]["storageClassName"] == node.STORAGE_CLASS
     finally:
-        node.kubectl("delete", "namespace", "storage-test", "--wait=true", "--timeout=120s", check=False)
+        node.kubectl("delete", "namespace", "storage-test", "--wait=false", check=False)  # finishes in the background
 
 
 def test_up_after_a_crash_recovers(cluster: MemoryWatch) -> None:

@@ -80,17 +80,18 @@ def shown(result: Result) -> str:
         (".example.com", "example.com", 443, True),
         ("*.example.com", "a.b.example.com", 443, True),
         ("EXAMPLE.com.", "Api.Example.COM", 443, True),
-        ("10.0.0.0/8", "10.96.0.1", 443, True),
-        ("10.0.0.0/8", "11.0.0.1", 443, False),
-        ("10.0.0.0/8", "ten.example", 443, False),  # a name is not resolved to match a range
+        # documentation ranges (RFC 5737): the matcher is pure, nothing is sent anywhere
+        ("198.51.100.0/24", "198.51.100.7", 443, True),
+        ("198.51.100.0/24", "198.51.101.1", 443, False),
+        ("198.51.100.0/24", "doc.example", 443, False),  # a name is not resolved to match a range
         ("fd00::/8", "fd12::1", 443, True),
         ("fd00::/8", "[fd12::1]", 443, True),
-        ("10.1.2.3", "10.1.2.3", 80, True),
+        ("192.0.2.3", "192.0.2.3", 80, True),
         ("registry.corp:5000", "registry.corp", 5000, True),
         ("registry.corp:5000", "registry.corp", 443, False),
         ("[::1]:8080", "::1", 8080, True),
         ("a.test, b.test ,c.test", "c.test", 443, True),
-        ("not-a-cidr/99", "10.0.0.1", 443, False),
+        ("not-a-cidr/99", "192.0.2.1", 443, False),
     ],
 )
 def test_no_proxy_rules(no_proxy: str, host: str, port: int, excluded: bool) -> None:

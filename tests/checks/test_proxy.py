@@ -241,10 +241,13 @@ def destination(server: HttpServer) -> str:
 def test_the_proxy_kind_opens_tunnels_and_verifies_tls_through_them(
     forward_proxy: ForwardProxy, secure: HttpServer, certs: Certificates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_proxy(monkeypatch, forward_proxy.open_url, no_proxy=".cluster.local,10.96.0.1,10.0.0.0/8")
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    use_proxy(monkeypatch, forward_proxy.open_url, no_proxy=".cluster.local,198.51.100.1,198.51.100.0/24")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "198.51.100.1")
     target = proxy_target(
-        destinations=[destination(secure)], ca_file=certs.ca_file, pod_cidr="10.244.0.0/16", service_cidr="10.96.0.0/12"
+        destinations=[destination(secure)],
+        ca_file=certs.ca_file,
+        pod_cidr="198.51.100.128/25",
+        service_cidr="198.51.100.0/25",
     )
     result = run_check(target)
     assert result.status == Status.PASSED, result.cause
@@ -303,11 +306,12 @@ def test_the_proxy_kind_names_the_inspecting_ca(
 
 
 def test_no_proxy_must_cover_the_cluster(forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:
-    use_proxy(monkeypatch, forward_proxy.open_url, no_proxy=".svc.cluster.local,10.244.0.0/16")
-    result = run_check(proxy_target(api_server="10.96.0.1:443", pod_cidr="10.244.0.0/16", service_cidr="10.96.0.0/12"))
+    use_proxy(monkeypatch, forward_proxy.open_url, no_proxy=".svc.cluster.local,198.51.100.128/25")
+    target = proxy_target(api_server="198.51.100.1:443", pod_cidr="198.51.100.128/25", service_cidr="198.51.100.0/25")
+    result = run_check(target)
     assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
     assert result.cause.startswith(
-        "NO_PROXY does not exclude the API server 10.96.0.1:443, the service range 10.96.0.0/12:"
+        "NO_PROXY does not exclude the API server 198.51.100.1:443, the service range 198.51.100.0/25:"
     )
 
 

@@ -11,7 +11,7 @@ from tests.integration import test_azure_blob as blob
 from tests.integration import test_cassandra as cassandra_kind
 from tests.integration import test_postgres as pg_kind
 from tests.integration import test_s3 as s3_kind
-from tests.integration.test_s3 import no_ambient_aws  # noqa: F401 - the autouse fixture, for these tests too
+from tests.integration.s3_helpers import no_ambient_aws  # noqa: F401 - the autouse fixture, for these tests too
 from tests.servers import free_port
 from tests.services.azurite import Azurite
 from tests.services.cassandra import CassandraServer

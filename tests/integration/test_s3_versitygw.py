@@ -26,7 +26,7 @@ import pytest
 import app.checks.s3 as s3_kind
 from app.checks.base import Stage, Status
 from app.runner import check_target
-from tests.integration.test_s3 import no_ambient_aws, port_of, scratch_objects, steps, target
+from tests.integration.s3_helpers import no_ambient_aws, port_of, scratch_objects, steps, target
 from tests.services import versitygw
 from tests.services.s3 import REGION, S3Server
 

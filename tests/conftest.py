@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from aiosmtpd.controller import Controller
 from hypothesis import settings
 
 from tests.pipeline.helpers import Receiver, Request
-from tests.servers import StallServer, free_port
+from tests.servers import SmtpInbox, StallServer, free_port
 from tests.services import SERVICES
 
 pytest_plugins: list[str] = [f"tests.services.{name}" for name in SERVICES]
@@ -60,3 +61,14 @@ def receiver() -> Iterator[Receiver]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, SmtpInbox]]:
+    """A real SMTP server on 127.0.0.1: its port and the inbox of what it received."""
+    inbox = SmtpInbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, inbox
+    controller.stop()

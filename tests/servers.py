@@ -1,5 +1,5 @@
 """Small real servers on 127.0.0.1 for tests: a listener that accepts and never answers, a closed port, and a relay
-that breaks or stalls chosen answers of a real server."""
+that breaks or stalls chosen answers of a real server, and an SMTP inbox."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from email import message_from_bytes, policy
+from email.message import Message
+from typing import Any
 
 
 def free_port() -> int:
@@ -140,3 +143,14 @@ def _receive(sock: socket.socket) -> bytes:
         return sock.recv(65536)
     except OSError:
         return b""
+
+
+class SmtpInbox:
+    """An aiosmtpd handler that keeps every message it receives, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"

@@ -3,15 +3,10 @@ exactly once per change, with a reminder and a recovery. tests/web/test_alerts.p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import wait
 from datetime import datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import Message as Email
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from pydantic import ValidationError
 
 from app.alerts import Alerts, Channel, decide
@@ -21,7 +16,7 @@ from app.history import History
 from app.notify import Smtp
 from app.results import Result, Run, Verdict
 from tests.pipeline.helpers import Receiver
-from tests.servers import free_port
+from tests.servers import SmtpInbox
 
 T0 = datetime(2026, 3, 1, 8, 0).astimezone()
 SECRET_PATH = "/hooks/T0/B0/very-secret-path"
@@ -109,28 +104,9 @@ def test_the_message_names_target_stage_cause_remediation_and_links_the_target()
     assert decide([], Verdict.READY, Verdict.READY, [], "") is None
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Email] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Inbox]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, inbox
-    controller.stop()
-
-
 def test_real_delivery_once_per_change_with_a_reminder_and_a_recovery(
     receiver: Receiver,
-    smtp: tuple[int, Inbox],
+    smtp: tuple[int, SmtpInbox],
 ) -> None:
     port, inbox = smtp
     delivered: list[tuple[str, bool]] = []

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import Message
 from typing import Any
 
 import httpx
 import notify
 import pytest
-from aiosmtpd.controller import Controller
 from notify import Result
 
 from app.notify import email_message, slack_payload, teams_payload
 from tests.pipeline.helpers import Receiver
-from tests.servers import free_port
+from tests.servers import SmtpInbox, free_port
 
 RESULT = Result(
     version="1.4.2",
@@ -70,25 +66,6 @@ def test_email_message() -> None:
     assert "Open the run: https://github.com/o/r/actions/runs/42" in message.get_content()
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Inbox]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, inbox
-    controller.stop()
-
-
 def env_for(receiver_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
     return {
         "SLACK_WEBHOOK_URL": f"{receiver_url}/slack/T000/B000/secret-slack-path",
@@ -102,7 +79,7 @@ def env_for(receiver_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
     }
 
 
-def test_delivers_on_every_channel(receiver: Receiver, smtp: tuple[int, Inbox]) -> None:
+def test_delivers_on_every_channel(receiver: Receiver, smtp: tuple[int, SmtpInbox]) -> None:
     port, inbox = smtp
     receiver.respond = lambda request: (200 if "slack" in request.path else 202, {}, b"ok")
     with httpx.Client() as client:
@@ -148,7 +125,7 @@ def test_failed_delivery_warns_exits_0_and_never_prints_the_webhook(
     assert "secret" not in out
 
 
-def test_smtp_settings_errors(receiver: Receiver, smtp: tuple[int, Inbox]) -> None:
+def test_smtp_settings_errors(receiver: Receiver, smtp: tuple[int, SmtpInbox]) -> None:
     port, inbox = smtp
     with httpx.Client() as client:
         bad_mode = notify.notify(RESULT, env_for(receiver.url, port, SMTP_SECURITY="tls1"), client)

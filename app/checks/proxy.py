@@ -131,21 +131,30 @@ class ProxyTarget(Target):
         self, probe: Probe, sock: socket.socket, proxy: tuple[str, int, bool], credentials: str, destination: str
     ) -> None:
         name = destination.rpartition(":")[0].strip("[]")
+        # With a CA bundle, first try without it: a chain that verifies only with the bundle is named as intercepted.
+        bundled = self.ca_file is None and ca_bundle() is not None
         with probe.step(f"{HANDSHAKE_STEP} {destination}", Stage.TLS):
-            sock.settimeout(probe.remaining())
             try:
-                with client_context(self.ca_file).wrap_socket(sock, server_hostname=name) as tls:
-                    der = tls.getpeercert(binary_form=True) or b""
-            except OSError as error:
-                if not isinstance(error, ssl.SSLCertVerificationError):
-                    raise tls_failure(error, name) from None
-                raise self._replaced(probe, proxy, credentials, destination, error) from None
-            issuer = str(certificate_facts(der)[facts.ISSUER])
-            if self.ca_file is None and _needs_bundle(probe, proxy, credentials, destination):
-                probe.facts[f"intercepted_{name}"] = issuer
-                probe.note(f"intercepted: issued by {issuer}, trusted through the CA bundle")
+                der = _peer_certificate(probe, sock, name, client_context(self.ca_file, bundle=not bundled))
+            except ssl.SSLCertVerificationError as error:
+                if not bundled:
+                    raise self._replaced(probe, proxy, credentials, destination, error) from None
+                probe.note("does not verify with the system trust store alone")
             else:
-                probe.note(f"issued by {issuer}")
+                probe.note(f"issued by {certificate_facts(der)[facts.ISSUER]}")
+                return
+        with probe.step(f"{HANDSHAKE_STEP} {destination} with the CA bundle", Stage.TLS):
+            with _open_tunnel(probe, proxy, credentials, destination) as again:
+                try:
+                    der = _peer_certificate(probe, again, name, client_context())
+                except ssl.SSLCertVerificationError as error:
+                    raise self._replaced(probe, proxy, credentials, destination, error) from None
+            issuer = str(certificate_facts(der)[facts.ISSUER])
+            probe.facts[f"intercepted_{name}"] = issuer
+            # a private CA of the destination looks the same from here: the note says both
+            probe.note(
+                f"verifies only through the CA bundle: issued by {issuer}, the proxy's TLS inspection or a private CA"
+            )
 
     def _replaced(
         self,
@@ -227,21 +236,16 @@ def _in_cluster_api_server() -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _needs_bundle(probe: Probe, proxy: tuple[str, int, bool], credentials: str, destination: str) -> bool:
-    """Whether the chain verified only thanks to the CA bundle (a replaced certificate the platform must trust)."""
-    if ca_bundle() is None:
-        return False
-    name = destination.rpartition(":")[0].strip("[]")
+def _peer_certificate(probe: Probe, sock: socket.socket, name: str, context: ssl.SSLContext) -> bytes:
+    """The DER certificate of a verified TLS handshake over sock; a verification failure is raised as is."""
+    sock.settimeout(probe.remaining())
     try:
-        with (
-            _open_tunnel(probe, proxy, credentials, destination) as again,
-            client_context(bundle=False).wrap_socket(again, server_hostname=name),
-        ):
-            return False
+        with context.wrap_socket(sock, server_hostname=name) as tls:
+            return tls.getpeercert(binary_form=True) or b""
     except ssl.SSLCertVerificationError:
-        return True
-    except (OSError, CheckFailed):
-        return False
+        raise
+    except OSError as error:
+        raise tls_failure(error, name) from None
 
 
 def _open_tunnel(probe: Probe, proxy: tuple[str, int, bool], credentials: str, destination: str) -> socket.socket:

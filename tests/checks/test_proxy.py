@@ -300,7 +300,18 @@ def test_the_proxy_kind_names_the_inspecting_ca(
         use_proxy(monkeypatch, proxy.url, no_proxy=".cluster.local")
         trusted = run_check(proxy_target(destinations=[destination(secure)]))
         assert trusted.status == Status.PASSED, trusted.steps
-        assert trusted.facts["intercepted_localhost"] == "CN=Corp Inspection Intermediate CA"
+        assert trusted.facts["intercepted_localhost"] == "CN=Corp Inspection Intermediate CA", trusted.steps
+        handshakes = [step for step in trusted.steps if step.name.startswith("tls handshake")]
+        assert [step.detail for step in handshakes] == [
+            "does not verify with the system trust store alone",
+            "verifies only through the CA bundle: issued by CN=Corp Inspection Intermediate CA, the proxy's TLS "
+            "inspection or a private CA",
+        ]
+        # a bundle without the inspection CA: still named as the likely inspection
+        monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
+        other = run_check(proxy_target(destinations=[destination(secure)]))
+        assert (other.status, other.stage) == (Status.FAILED, Stage.TLS), other.steps
+        assert "issued by CN=Corp Inspection Intermediate CA, likely the proxy's TLS inspection" in other.cause
     finally:
         proxy.close()
 

@@ -108,7 +108,8 @@ def test_health_probes_stay_fast_while_twenty_targets_hang(server: ServerProcess
                     answer = client.get(path)
                     slowest = max(slowest, time.perf_counter() - started)
                     assert answer.status_code == 200
-            assert slowest < 0.05, f"slowest probe took {slowest * 1000:.1f} ms"
+            # the checks hang for 60 s: a probe that waited on them would take seconds (latency figures: bench_web)
+            assert slowest < 1.0, f"slowest probe took {slowest * 1000:.1f} ms"
             assert len(client.get("/api/results", headers=auth).json()["pending"]) == 20  # still hung
     finally:
         for hole in holes:

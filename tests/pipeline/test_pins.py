@@ -154,10 +154,19 @@ def service_images() -> Iterator[tuple[str, str, str]]:
         yield COMPOSE.name, service, spec["image"]
 
 
+def job_containers() -> Iterator[tuple[str, str, str]]:
+    """(file, name, image) for the jobs that run in a container, named by the image's repository."""
+    for path in sorted((GITHUB / "workflows").glob("*.yml")):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            if container := job.get("container"):
+                image = container["image"] if isinstance(container, dict) else container
+                yield path.name, image.split(":")[0].rsplit("/", 1)[-1], image
+
+
 def test_service_images_are_the_recorded_digests() -> None:
     images = record()["images"]
     problems = []
-    for where, service, image in service_images():
+    for where, service, image in [*service_images(), *job_containers()]:
         pin = images.get(service)
         if pin is None:
             problems.append(f"{where}: service {service} ({image}) is not in .github/pins.yaml images")
@@ -176,8 +185,11 @@ def test_every_recorded_image_runs_in_ci_and_in_compose() -> None:
     seen: dict[str, set[str]] = {}
     for where, service, _ in service_images():
         seen.setdefault(service, set()).add(where)
+    containers = {name: {where} for where, name, _ in job_containers()}
+    assert not set(containers) & set(seen), "a job container and a test service share a name"
     for service in record()["images"]:
-        assert seen.get(service) == {"test.yml", COMPOSE.name}, (service, seen.get(service))
+        expected = containers.get(service, {"test.yml", COMPOSE.name})
+        assert (containers | seen).get(service) == expected, (service, seen.get(service))
 
 
 # --- no unpinned code in run: steps -------------------------------------------------------------------------------

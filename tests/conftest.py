@@ -11,7 +11,7 @@ from aiosmtpd.controller import Controller
 from hypothesis import settings
 
 from tests.pipeline.helpers import Receiver, Request
-from tests.servers import SmtpInbox, StallServer, free_port
+from tests.servers import ClosedPort, SmtpInbox, StallServer, free_port
 from tests.services import SERVICES
 
 pytest_plugins: list[str] = [f"tests.services.{name}" for name in SERVICES]
@@ -29,8 +29,9 @@ def stall() -> Iterator[StallServer]:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    return free_port()
+def closed_port() -> Iterator[int]:
+    with ClosedPort() as closed:
+        yield closed.port
 
 
 @pytest.fixture

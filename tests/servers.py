@@ -13,10 +13,30 @@ from typing import Any
 
 
 def free_port() -> int:
-    """A port that nothing listens on right now (bound once, then released)."""
+    """A port that nothing listens on right now (bound once, then released): for a server about to listen on it.
+    A port that must stay closed is a ClosedPort."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class ClosedPort:
+    """A port on 127.0.0.1 that refuses every connection for as long as this lives: bound, never listening, so no
+    server and no client's ephemeral port can take it meanwhile (a released port can be handed out again)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> ClosedPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class StallServer:

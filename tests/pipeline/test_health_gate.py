@@ -139,8 +139,8 @@ def test_poller_rolls_back_a_503_server(receiver: Receiver) -> None:
     assert "readiness failed 3 times" in decision.reason and len(seen) == 3
 
 
-def test_poller_rolls_back_a_stopped_server() -> None:
-    for observer in observer_for(f"http://127.0.0.1:{free_port()}"):
+def test_poller_rolls_back_a_stopped_server(closed_port: int) -> None:
+    for observer in observer_for(f"http://127.0.0.1:{closed_port}"):
         decision, _ = poll(observer.observe, Policy(deadline=5, failures=2, window=5), interval=0.01)
     assert decision == Decision("rollback", "readiness failed 2 times within 5 s (last: ready: ConnectError)")
 

@@ -11,7 +11,7 @@ from notify import Result
 
 from app.notify import email_message, slack_payload, teams_payload
 from tests.pipeline.helpers import Receiver
-from tests.servers import SmtpInbox, free_port
+from tests.servers import SmtpInbox
 
 RESULT = Result(
     version="1.4.2",
@@ -108,13 +108,13 @@ def test_missing_settings_skip_the_channel_with_a_notice(
 
 
 def test_failed_delivery_warns_exits_0_and_never_prints_the_webhook(
-    receiver: Receiver, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver, closed_port: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     receiver.respond = lambda request: (500, {}, b"boom")
-    dead_smtp = free_port()  # nothing listens there
+    dead_smtp = closed_port  # nothing listens there
     for name, value in env_for(receiver.url, dead_smtp).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("TEAMS_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/teams/secret-teams-sig")
+    monkeypatch.setenv("TEAMS_WEBHOOK_URL", f"http://127.0.0.1:{closed_port}/teams/secret-teams-sig")
     assert notify.main(CLI_ARGS) == 0
     out = capsys.readouterr().out
     assert out.splitlines() == [

@@ -8,21 +8,21 @@ from concurrent.futures import wait
 
 import pytest
 
-from tests.servers import StallServer, free_port
+from tests.servers import StallServer
 from tests.web.helpers import MakeClient, bearer, tcp_target, wait_for_verdict
 
 SECRET_PATH = "/hooks/T0/B0/very-secret-path"
 
 
 def test_a_stalled_or_failing_channel_delays_nothing_and_is_counted(
-    make_client: MakeClient, stall: StallServer, caplog: pytest.LogCaptureFixture
+    make_client: MakeClient, stall: StallServer, closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     flaky = socket.create_server(("127.0.0.1", 0))
     port = flaky.getsockname()[1]
     client = make_client(
         [tcp_target("db", port, timeout=2)],
         alert_webhook_url=f"http://127.0.0.1:{stall.port}{SECRET_PATH}",  # accepts, never answers
-        alert_slack_webhook_url=f"http://127.0.0.1:{free_port()}{SECRET_PATH}",  # refused
+        alert_slack_webhook_url=f"http://127.0.0.1:{closed_port}{SECRET_PATH}",  # refused
         dashboard_url="https://pod.example",
     )
     pod = client.app.state.pod  # type: ignore[attr-defined]

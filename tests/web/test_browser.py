@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, s
 from app import __version__
 from tests.certs import Certificates
 from tests.checks.http_server import HttpServer, Reply, Request
-from tests.servers import free_port
+from tests.servers import ClosedPort
 from tests.web.helpers import PASSWORD, SECRET_KEY, USERNAME, BlackholePort, ServerProcess, write_targets
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,14 +41,14 @@ class Dashboard:
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     directory = tmp_path_factory.mktemp("browser")
     certificates = Certificates(directory / "certs", organisation=f"Evil {IMAGE}")
-    closed_port = free_port()
+    closed = ClosedPort()
     blackhole = BlackholePort()
     with (
         HttpServer(hostile_server) as web,
         HttpServer(lambda r: Reply(200), cert=certificates.leaf("soon", days=(-1, 5))) as tls,
     ):
         targets = [
-            {"name": "closed", "kind": "tcp", "host": "127.0.0.1", "port": closed_port, "description": HOSTILE},
+            {"name": "closed", "kind": "tcp", "host": "127.0.0.1", "port": closed.port, "description": HOSTILE},
             {"name": "hung", "kind": "tcp", "host": "127.0.0.1", "port": blackhole.port, "timeout": 2},
             {"name": "upstream", "kind": "http", "url": f"{web.url}/status", "description": "remote body " + SVG},
             {
@@ -69,10 +69,11 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         server = ServerProcess(env=env, log_path=directory / "server.log")
         server.start()
         try:
-            yield Dashboard(server.url, closed_port)
+            yield Dashboard(server.url, closed.port)
         finally:
             server.stop()
             blackhole.close()
+            closed.close()
 
 
 @pytest.fixture(scope="module")

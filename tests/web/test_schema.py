@@ -14,7 +14,7 @@ from schemathesis.checks import not_a_server_error
 
 from app.config import Settings
 from app.main import create_app
-from tests.servers import StallServer, free_port
+from tests.servers import ClosedPort, StallServer
 from tests.web.helpers import PASSWORD, SECRET_KEY, USERNAME, ServerProcess, tcp_target, write_targets
 
 pytestmark = pytest.mark.slow
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     directory = tmp_path_factory.mktemp("schema")
-    stall = StallServer()
-    targets = [tcp_target("open", stall.port), tcp_target("closed", free_port(), timeout=1)]
+    stall, closed = StallServer(), ClosedPort()
+    targets = [tcp_target("open", stall.port), tcp_target("closed", closed.port, timeout=1)]
     env = {
         "TESTPOD_CONFIG": str(write_targets(directory, targets)),
         "TESTPOD_AUTH_PASSWORD": PASSWORD,
@@ -38,6 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     finally:
         process.stop()
         stall.close()
+        closed.close()
         assert "unexpected" not in process.log(), process.log()  # the catch-all 500 handler never ran
 
 

@@ -4,6 +4,7 @@ in a real sqlite file across a restart."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -141,6 +142,7 @@ def test_the_history_and_tokens_survive_a_restart_in_a_real_sqlite_file(tmp_path
     assert restored.verify(secret) == kept
     assert restored.verify(gone_secret) is None
     assert restored.verify("not-a-gate-token") is None
+    reopened.flush()
     count = reopened._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert count == 5
     reopened.close()
@@ -157,6 +159,32 @@ def test_a_volume_that_refuses_writes_leaves_the_history_in_memory(tmp_path: Pat
     store.close()
     reopened = Store(path)
     assert reopened.load_runs(10) == [] and reopened.load_states() == {}  # the transaction rolled back whole
+    reopened.close()
+
+
+def test_recording_never_waits_for_the_file_and_close_applies_every_queued_write_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = Store(path)
+    history = History(max_runs=3, store=store)
+    tokens = GateTokens(store)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file: a write made inline would wait here
+    for i in range(5):
+        history.record(run(T0 + timedelta(minutes=i), db=Status.PASSED if i < 4 else Status.FAILED))
+    token, secret = tokens.create("ci")
+    assert [r.id for r in history.runs] == [3, 4, 5]  # memory is current at once
+    assert blocker.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0  # the file is not, yet
+    blocker.execute("COMMIT")
+    blocker.close()
+    store.close()
+    store.save_token("late", token)  # after close: dropped, no error
+
+    reopened = Store(path)
+    again = History(max_runs=3, store=reopened)
+    assert [r.id for r in again.runs] == [3, 4, 5]
+    assert reopened._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 3  # each prune followed its run
+    assert again.states["db"].failing_since == T0 + timedelta(minutes=4, seconds=1)
+    assert GateTokens(reopened).verify(secret) == token
     reopened.close()
 
 

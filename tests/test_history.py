@@ -139,7 +139,9 @@ def test_the_history_and_tokens_survive_a_restart_in_a_real_sqlite_file(tmp_path
     assert again.runs[-1].id == 9
     assert again.states["db"].failing_since == T0 + timedelta(minutes=6, seconds=1)
     restored = GateTokens(reopened)
-    assert restored.verify(secret) == kept
+    assert restored.list() == [kept]
+    used = restored.verify(secret)
+    assert used is not None and used.id == kept.id and used.last_used_at is not None
     assert restored.verify(gone_secret) is None
     assert restored.verify("not-a-gate-token") is None
     reopened.flush()
@@ -172,6 +174,8 @@ def test_recording_never_waits_for_the_file_and_close_applies_every_queued_write
     for i in range(5):
         history.record(run(T0 + timedelta(minutes=i), db=Status.PASSED if i < 4 else Status.FAILED))
     token, secret = tokens.create("ci")
+    used = tokens.verify(secret)  # its first use is kept
+    assert used is not None and used.last_used_at is not None and tokens.verify(secret) is used  # to the minute
     assert [r.id for r in history.runs] == [3, 4, 5]  # memory is current at once
     assert blocker.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0  # the file is not, yet
     blocker.execute("COMMIT")
@@ -184,7 +188,7 @@ def test_recording_never_waits_for_the_file_and_close_applies_every_queued_write
     assert [r.id for r in again.runs] == [3, 4, 5]
     assert reopened._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 3  # each prune followed its run
     assert again.states["db"].failing_since == T0 + timedelta(minutes=4, seconds=1)
-    assert GateTokens(reopened).verify(secret) == token
+    assert GateTokens(reopened).list() == [used]
     reopened.close()
 
 

@@ -38,14 +38,15 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()  # the reading connection; the writer thread has its own
+        self._lock = threading.Lock()  # guards the reading connection and `_closed`
         self._closed = False
-        self._db = _connect(path)
+        self._db = _connect(path)  # for the reads at start-up
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        writer_db = _connect(path)  # opened here, so a file that cannot be opened fails the start, not the thread
         # a write and what it does (for the log), a flush marker, or None: closing
         self._writes: queue.SimpleQueue[tuple[Write, str] | Future[None] | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, args=(writer_db,), name="store-writer", daemon=True)
         self._writer.start()
 
     def close(self) -> None:
@@ -119,8 +120,7 @@ class Store:
             self._writes.put(item)
             return True
 
-    def _write_loop(self) -> None:
-        db = _connect(self.path)
+    def _write_loop(self, db: sqlite3.Connection) -> None:
         try:
             while (item := self._writes.get()) is not None:
                 if isinstance(item, Future):

@@ -9,6 +9,8 @@ import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from app import report
 from app.checks.base import Stage, Status
 from app.history import Flapping, History
@@ -151,16 +153,23 @@ def test_the_history_and_tokens_survive_a_restart_in_a_real_sqlite_file(tmp_path
     again.record(run(T0 + timedelta(minutes=10), db=Status.PASSED))  # after shutdown: memory only, no crash
 
 
-def test_a_volume_that_refuses_writes_leaves_the_history_in_memory(tmp_path: Path) -> None:
+def test_a_volume_that_refuses_writes_leaves_the_history_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "history.sqlite3"
     store = Store(path)
     store._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     history = History(store=store)
     changes = history.record(run(T0, db=Status.FAILED))
     assert [c.name for c in changes] == ["db"] and len(history.runs) == 1
+    store.flush()
+    assert "cannot save run 1 in" in caplog.text and "disk full" in caplog.text
+    assert store.load_runs(10) == [] and store.load_states() == {}  # the transaction rolled back whole
+    store._db.execute("DROP TRIGGER refuse")  # the volume recovers: the writer goes on with the next run
+    history.record(run(T0 + timedelta(minutes=1), db=Status.PASSED))
     store.close()
     reopened = Store(path)
-    assert reopened.load_runs(10) == [] and reopened.load_states() == {}  # the transaction rolled back whole
+    assert [r.id for r in reopened.load_runs(10)] == [2] and set(reopened.load_states()) == {"db"}
     reopened.close()
 
 

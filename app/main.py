@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         if pod.alerts is not None:
             pod.alerts.close()
         if store is not None:
-            store.close()
+            await asyncio.to_thread(store.close)  # applies the writes still queued
 
     app = FastAPI(
         title="airia-test-pod",

@@ -4,13 +4,14 @@ They are random strings, not session JWTs, so no other route can ever accept one
 does not parse them). Only their SHA-256 digest is kept; the token itself is shown once, when the admin
 creates it. Revoking deletes the digest, so the token stops working at once. With persistence on, the
 digests live in the embedded database and tokens survive restarts; without it they end with the process.
+Each token's last use is kept to the minute, so a CI job polling the gate costs one write a minute at most.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -20,8 +21,16 @@ if TYPE_CHECKING:
 
 PREFIX = "tpgate_"  # recognisable in a leaked-secret scan
 MAX_TOKENS = 100
+USE_RESOLUTION = timedelta(minutes=1)  # how exactly a token's last use is kept
 
-TokenName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")]
+MAX_NAME = 63
+TokenName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+]
+NAME_RULE = (
+    f"A name is 1 to {MAX_NAME} characters: letters, digits, spaces, dots, underscores and hyphens, "
+    "starting with a letter or a digit."
+)
 
 
 class GateToken(BaseModel):
@@ -30,6 +39,7 @@ class GateToken(BaseModel):
     id: str
     name: str
     created_at: datetime
+    last_used_at: datetime | None = None  # to the minute (USE_RESOLUTION)
 
 
 class TooManyTokens(Exception):
@@ -69,7 +79,16 @@ class GateTokens:
         if not secret.startswith(PREFIX):
             return None
         # a dict lookup by digest: the comparison runs on a hash, so its timing tells nothing about the token
-        return self._by_digest.get(_digest(secret))
+        digest = _digest(secret)
+        token = self._by_digest.get(digest)
+        if token is None:
+            return None
+        now = datetime.now().astimezone()
+        if token.last_used_at is None or now - token.last_used_at >= USE_RESOLUTION:
+            token = self._by_digest[digest] = token.model_copy(update={"last_used_at": now})
+            if self.store is not None:
+                self.store.update_token(token)
+        return token
 
 
 def _digest(secret: str) -> str:

@@ -4,9 +4,12 @@ in a real sqlite file across a restart."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from app import report
 from app.checks.base import Stage, Status
@@ -138,25 +141,63 @@ def test_the_history_and_tokens_survive_a_restart_in_a_real_sqlite_file(tmp_path
     assert again.runs[-1].id == 9
     assert again.states["db"].failing_since == T0 + timedelta(minutes=6, seconds=1)
     restored = GateTokens(reopened)
-    assert restored.verify(secret) == kept
+    assert restored.list() == [kept]
+    used = restored.verify(secret)
+    assert used is not None and used.id == kept.id and used.last_used_at is not None
     assert restored.verify(gone_secret) is None
     assert restored.verify("not-a-gate-token") is None
+    reopened.flush()
     count = reopened._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert count == 5
     reopened.close()
     again.record(run(T0 + timedelta(minutes=10), db=Status.PASSED))  # after shutdown: memory only, no crash
 
 
-def test_a_volume_that_refuses_writes_leaves_the_history_in_memory(tmp_path: Path) -> None:
+def test_a_volume_that_refuses_writes_leaves_the_history_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "history.sqlite3"
     store = Store(path)
     store._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     history = History(store=store)
     changes = history.record(run(T0, db=Status.FAILED))
     assert [c.name for c in changes] == ["db"] and len(history.runs) == 1
+    store.flush()
+    assert "cannot save run 1 in" in caplog.text and "disk full" in caplog.text
+    assert store.load_runs(10) == [] and store.load_states() == {}  # the transaction rolled back whole
+    store._db.execute("DROP TRIGGER refuse")  # the volume recovers: the writer goes on with the next run
+    history.record(run(T0 + timedelta(minutes=1), db=Status.PASSED))
     store.close()
     reopened = Store(path)
-    assert reopened.load_runs(10) == [] and reopened.load_states() == {}  # the transaction rolled back whole
+    assert [r.id for r in reopened.load_runs(10)] == [2] and set(reopened.load_states()) == {"db"}
+    reopened.close()
+
+
+def test_recording_never_waits_for_the_file_and_close_applies_every_queued_write_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = Store(path)
+    history = History(max_runs=3, store=store)
+    tokens = GateTokens(store)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file: a write made inline would wait here
+    for i in range(5):
+        history.record(run(T0 + timedelta(minutes=i), db=Status.PASSED if i < 4 else Status.FAILED))
+    token, secret = tokens.create("ci")
+    used = tokens.verify(secret)  # its first use is kept
+    assert used is not None and used.last_used_at is not None and tokens.verify(secret) is used  # to the minute
+    assert [r.id for r in history.runs] == [3, 4, 5]  # memory is current at once
+    assert blocker.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0  # the file is not, yet
+    blocker.execute("COMMIT")
+    blocker.close()
+    store.close()
+    store.save_token("late", token)  # after close: dropped, no error
+
+    reopened = Store(path)
+    again = History(max_runs=3, store=reopened)
+    assert [r.id for r in again.runs] == [3, 4, 5]
+    assert reopened._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 3  # each prune followed its run
+    assert again.states["db"].failing_since == T0 + timedelta(minutes=4, seconds=1)
+    assert GateTokens(reopened).list() == [used]
     reopened.close()
 
 

@@ -78,7 +78,8 @@ async def gate_reader(
         token = pod.gate_tokens.verify(bearer)
         if token is None:
             raise _unauthorized(
-                "the gate token is unknown or was revoked; the admin creates one with POST /api/gate-tokens"
+                "the gate token is unknown or was revoked; the admin creates one on the dashboard's"
+                " Gate tokens page (/gate-tokens) or with POST /api/gate-tokens"
             )
         return f"gate token {token.name}"
     return (await current_user(request, authenticator, bearer)).name

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from app.checks.base import Stage, Status
 from app.history import TargetState, verdict_of
 from app.results import Verdict
-from app.tokens import GateToken, TokenName, TooManyTokens
+from app.tokens import NAME_RULE, GateToken, TokenName, TooManyTokens
 from app.web.deps import CurrentUser, GateReader, PodDep
 from app.web.errors import problems
 from app.web.pod import Pod
@@ -141,7 +141,7 @@ def _answer(pod: Pod, names: list[str], stale: list[str], options: GateOptions) 
 
 
 class NewGateToken(BaseModel):
-    name: TokenName
+    name: TokenName = Field(description=NAME_RULE)
 
 
 class CreatedGateToken(GateToken):

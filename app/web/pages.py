@@ -1,5 +1,6 @@
-"""The browser's pages: the dashboard, the login form, logout. Results are filled in by static/app.js
-from the JSON API; the templates only lay out one generic card per target, whatever its kind."""
+"""The browser's pages: the dashboard, the login form, logout, and the gate tokens. Results are filled in by
+static/app.js from the JSON API; the templates only lay out one generic card per target, whatever its kind.
+The gate-token page is server-rendered forms over the same `GateTokens` and request model as the JSON API."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from app import __version__, checks
-from app.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, LoginRejected, LoginThrottled
+from app.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, LoginRejected, LoginThrottled, User
+from app.tokens import MAX_NAME, MAX_TOKENS, NAME_RULE, TooManyTokens
 from app.web.deps import AuthenticatorDep, PageUser, PodDep
+from app.web.gate import NewGateToken
+from app.web.pod import Pod
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")  # autoescapes every value
@@ -80,6 +85,60 @@ async def logout(request: Request, authenticator: AuthenticatorDep, user: PageUs
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, **_cookie_flags(request, "/"))
     return response
+
+
+@router.get("/gate-tokens", response_class=HTMLResponse)
+async def gate_tokens_page(request: Request, pod: PodDep, user: PageUser) -> Response:
+    return _gate_tokens(request, pod, user)
+
+
+@router.post("/gate-tokens", response_class=HTMLResponse)
+async def create_gate_token(
+    request: Request, pod: PodDep, user: PageUser, name: Annotated[str, Form()] = ""
+) -> Response:
+    try:
+        body = NewGateToken(name=name)  # the API's own validation
+    except ValidationError:
+        return _gate_tokens(request, pod, user, 422, error=NAME_RULE)
+    try:
+        token, secret = pod.gate_tokens.create(body.name)
+    except TooManyTokens as error:
+        return _gate_tokens(request, pod, user, status.HTTP_409_CONFLICT, error=f"{error}.")
+    return _gate_tokens(request, pod, user, status.HTTP_201_CREATED, created=(token, secret))
+
+
+@router.post("/gate-tokens/{token_id}/revoke", response_class=HTMLResponse)
+async def revoke_gate_token(request: Request, pod: PodDep, user: PageUser, token_id: str) -> Response:
+    named = {t.id: t.name for t in pod.gate_tokens.list()}
+    if not pod.gate_tokens.revoke(token_id):
+        error = f"No gate token has the id {token_id[:32]!r}; it may have been revoked already."
+        return _gate_tokens(request, pod, user, status.HTTP_404_NOT_FOUND, error=error)
+    return _gate_tokens(request, pod, user, notice=f"Revoked the gate token “{named[token_id]}”: it no longer works.")
+
+
+def _gate_tokens(
+    request: Request, pod: Pod, user: User, status_code: int = status.HTTP_200_OK, **shown: object
+) -> Response:
+    """The page, with what the last action showed: `created` (the token and its secret), `notice` or `error`."""
+    return templates.TemplateResponse(
+        request,
+        "gate_tokens.html",
+        {
+            "user": user.name,
+            "csrf": user.csrf,
+            "csrf_field": CSRF_FIELD,
+            "tokens": pod.gate_tokens.list(),
+            "created": None,
+            "notice": None,
+            "error": None,
+            **shown,
+            "gate_url": f"{str(request.base_url).rstrip('/')}/api/readiness-gate",
+            "name_rule": NAME_RULE,
+            "max_name": MAX_NAME,
+            "max_tokens": MAX_TOKENS,
+        },
+        status_code=status_code,
+    )
 
 
 def _login_form(

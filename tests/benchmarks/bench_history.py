@@ -1,5 +1,6 @@
 """Continuous-readiness figures: memory of a full history, the cost of recording a run (in memory and in the
-embedded database), and the readiness gate's answer time over a real server process.
+embedded database), the longest event-loop stall while runs are recorded with the embedded database, and the
+readiness gate's answer time over a real server process.
 
     python -m tests.benchmarks.bench_history
 
@@ -8,6 +9,7 @@ Only loopback servers are used; every loop is bounded. Prints figures, asserts n
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import statistics
 import tempfile
@@ -77,16 +79,69 @@ def record_cost(targets: int, count: int = 300) -> None:
             start = time.perf_counter()
             persisted.record(run)
             timings.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        store.close()  # applies what is still queued
+        drain_ms = (time.perf_counter() - start) * 1000
+        store = Store(Path(directory) / "history.sqlite3")
         size = (Path(directory) / "history.sqlite3").stat().st_size
         start = time.perf_counter()
         History(max_runs=200, store=store)
         load_ms = (time.perf_counter() - start) * 1000
         store.close()
     print(
-        f"record a run of {targets} targets: {memory_ms:.3f} ms in memory; with sqlite median "
-        f"{statistics.median(timings):.2f} ms, p95 {sorted(timings)[int(len(timings) * 0.95)]:.2f} ms; "
+        f"record a run of {targets} targets: {memory_ms:.3f} ms in memory; with sqlite, on the caller's thread, "
+        f"median {statistics.median(timings):.2f} ms, p95 {sorted(timings)[int(len(timings) * 0.95)]:.2f} ms "
+        f"({count} back to back; the writer finished {drain_ms:.0f} ms after the last); "
         f"reload 200 runs at start-up {load_ms:.1f} ms; file {size / 1024:.0f} KiB"
     )
+
+
+def loop_stalls(targets: int, count: int = 300, rounds: int = 3, spacing: float = 0.005, tick: float = 0.001) -> None:
+    """Record runs on the event loop, as the pod does when a run finishes, while a ticker measures how late
+    the loop wakes it: the lateness is what every other request and probe waits. The same with the history in
+    memory only is the floor (the machine's own scheduling noise is in both)."""
+    runs = [a_run(i, targets) for i in range(count)]
+    gc.collect()
+    gc.freeze()  # the runs prepared here are not the pod's: a full collection scanning them would stall the loop
+
+    async def measure(store: Store | None) -> tuple[list[float], list[float]]:
+        history = History(max_runs=200, store=store)
+        stalls: list[float] = []
+        calls: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            while not done.is_set():
+                start = time.perf_counter()
+                await asyncio.sleep(tick)
+                stalls.append(max(0.0, time.perf_counter() - start - tick) * 1000)
+
+        ticking = asyncio.create_task(ticker())
+        for run in runs:
+            start = time.perf_counter()
+            history.record(run)
+            calls.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(spacing)
+        done.set()
+        await ticking
+        return stalls, calls
+
+    for label in ("memory only", "sqlite"):
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as directory:
+                store = Store(Path(directory) / "history.sqlite3") if label == "sqlite" else None
+                stalls, calls = asyncio.run(measure(store))
+                start = time.perf_counter()
+                if store is not None:
+                    store.close()  # applies what is still queued
+                close_ms = (time.perf_counter() - start) * 1000
+            print(
+                f"event loop, {count} runs of {targets} targets recorded, {label}: record() median "
+                f"{statistics.median(calls):.3f} ms, p95 {sorted(calls)[int(count * 0.95)]:.3f} ms, "
+                f"max {max(calls):.2f} ms; loop lateness p99 {sorted(stalls)[int(len(stalls) * 0.99)]:.2f} ms, "
+                f"longest stall {max(stalls):.2f} ms; close {close_ms:.1f} ms"
+            )
+    gc.unfreeze()
 
 
 def gate_latency(requests: int = 300) -> None:
@@ -123,4 +178,5 @@ if __name__ == "__main__":
     memory(200, 20)
     memory(2000, 20)
     record_cost(20)
+    loop_stalls(20)
     gate_latency()

@@ -1,5 +1,5 @@
 """The dashboard in Debian's Chromium: log in, run, read a failure, download the report, stay inert under
-hostile text from targets and remote servers, fit a laptop and a phone."""
+hostile text from targets and remote servers, fit a laptop and a phone; create and revoke a gate token."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
 
@@ -256,3 +257,39 @@ def test_the_login_page_fits_a_phone(dashboard: Dashboard, page: tuple[Page, Wat
     tab.fill("#password", "wrong-password-0")
     tab.click("button[type=submit]")
     expect(tab.locator(".alert")).to_have_text("Incorrect username or password.")
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (360, 740)])
+def test_gate_tokens_page_creates_shows_once_and_revokes(
+    dashboard: Dashboard, page: tuple[Page, Watch], tmp_path: Path, width: int, height: int
+) -> None:
+    tab, watch = page
+    tab.set_viewport_size({"width": width, "height": height})
+    log_in(tab, dashboard.url)
+    tab.get_by_role("navigation", name="Main").get_by_role("link", name="Gate tokens").click()
+    expect(tab).to_have_url(f"{dashboard.url}/gate-tokens")
+    name = f"ci at {width}px"
+    tab.get_by_label("Name").fill(name)
+    tab.get_by_role("button", name="Create token").click()
+    secret_field = tab.locator("#new-token")
+    secret = secret_field.input_value()
+    assert secret.startswith("tpgate_")
+    expect(tab.locator("#gate-curl")).to_contain_text(f"{dashboard.url}/api/readiness-gate?wait=60")
+    tab.get_by_role("button", name="Copy token").click()
+    expect(tab.locator("[data-copied]")).to_have_text(re.compile(r"^(Copied|Selected)"))
+    assert fits_without_scrolling_sideways(tab)
+    tab.screenshot(path=str(tmp_path / "gate-tokens.png"), full_page=True)
+    gate = httpx.get(f"{dashboard.url}/api/readiness-gate", headers={"Authorization": f"Bearer {secret}"})
+    assert gate.status_code in (200, 503) and "ready" in gate.json()  # the gate's answer, not a 401
+
+    tab.goto(f"{dashboard.url}/gate-tokens")  # a new visit: the token is never shown again
+    expect(tab.locator("#new-token")).to_have_count(0)
+    assert secret not in tab.content()
+    row = tab.locator("#tokens tr", has_text=name)
+    row.get_by_role("button", name=f"Revoke the gate token {name}").click()
+    expect(tab.get_by_role("status").first).to_contain_text(f"Revoked the gate token “{name}”")
+    expect(tab.locator("#tokens tr", has_text=name)).to_have_count(0)
+    refused = httpx.get(f"{dashboard.url}/api/readiness-gate", headers={"Authorization": f"Bearer {secret}"})
+    assert refused.status_code == 401
+    assert watch.dialogs == []
+    assert watch.errors == []

@@ -7,7 +7,9 @@ file never holds a secret the API would not show. Writes are a few small rows pe
 Writes never run on the event loop: each one is queued to a single writer thread with its own connection,
 which applies them in the order they were made (so a run is saved before the prune that follows it) and
 serialises the models there too. `close` applies what is still queued before it returns. Reads happen only
-at start-up, before the server takes requests, on a second connection.
+at start-up, before the server takes requests, on a second connection. Run records are fire-and-forget (the
+pod goes on in memory if the volume refuses them); a gate token's creation and revocation return a future the
+caller awaits, because a token that silently comes back after a restart is a security defect.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         writer_db = _connect(path)  # opened here, so a file that cannot be opened fails the start, not the thread
-        # a write and what it does (for the log), a flush marker, or None: closing
-        self._writes: queue.SimpleQueue[tuple[Write, str] | Future[None] | None] = queue.SimpleQueue()
+        # a write, what it does (for the log) and the future of a caller who waits for it; a flush marker; or
+        # None: closing
+        self._writes: queue.SimpleQueue[tuple[Write, str, Future[None] | None] | Future[None] | None] = (
+            queue.SimpleQueue()
+        )
         self._writer = threading.Thread(target=self._write_loop, args=(writer_db,), name="store-writer", daemon=True)
         self._writer.start()
 
@@ -90,30 +95,39 @@ class Store:
                     [(s.result.name, s.model_dump_json()) for s in states],
                 )
 
-        self._enqueue((write, f"save run {record.id}"))
+        self._enqueue((write, f"save run {record.id}", None))
 
     def prune_runs(self, oldest_kept: int) -> None:
-        self._enqueue((lambda db: db.execute("DELETE FROM runs WHERE id < ?", (oldest_kept,)), "prune runs"))
+        self._enqueue((lambda db: db.execute("DELETE FROM runs WHERE id < ?", (oldest_kept,)), "prune runs", None))
 
-    def save_token(self, digest: str, token: GateToken) -> None:
+    def save_token(self, digest: str, token: GateToken) -> Future[None]:
+        """Done once the token is on the volume; failed with the database's error if the volume refused it."""
+
         def write(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO gate_tokens (id, digest, token) VALUES (?, ?, ?)",
                 (token.id, digest, token.model_dump_json()),
             )
 
-        self._enqueue((write, f"save gate token {token.name!r} (it works until the pod restarts)"))
+        return self._awaited(write, f"save gate token {token.name!r}")
 
     def update_token(self, token: GateToken) -> None:
         def write(db: sqlite3.Connection) -> None:
             db.execute("UPDATE gate_tokens SET token = ? WHERE id = ?", (token.model_dump_json(), token.id))
 
-        self._enqueue((write, f"update gate token {token.name!r}"))
+        self._enqueue((write, f"update gate token {token.name!r}", None))
 
-    def delete_token(self, token_id: str) -> None:
-        self._enqueue((lambda db: db.execute("DELETE FROM gate_tokens WHERE id = ?", (token_id,)), "revoke token"))
+    def delete_token(self, token_id: str) -> Future[None]:
+        """Done once the token is gone from the volume; failed with the database's error if it refused."""
+        return self._awaited(lambda db: db.execute("DELETE FROM gate_tokens WHERE id = ?", (token_id,)), "revoke token")
 
-    def _enqueue(self, item: tuple[Write, str] | Future[None]) -> bool:
+    def _awaited(self, write: Write, what: str) -> Future[None]:
+        done: Future[None] = Future()
+        if not self._enqueue((write, what, done)):
+            done.set_exception(sqlite3.OperationalError("the store is closed"))
+        return done
+
+    def _enqueue(self, item: tuple[Write, str, Future[None] | None] | Future[None]) -> bool:
         with self._lock:  # so nothing slips in behind close's marker
             if self._closed:  # a run that outlived the app (shutdown): the next start re-checks anyway
                 return False
@@ -126,13 +140,20 @@ class Store:
                 if isinstance(item, Future):
                     item.set_result(None)
                     continue
-                write, what = item
+                write, what, done = item
                 try:
                     write(db)
                 except sqlite3.Error as error:  # a full or broken volume: the pod goes on, in memory
                     log.warning("cannot %s in %s: %s", what, self.path, error)
+                    if done is not None:
+                        done.set_exception(error)
                 except Exception as error:  # a bug; the writer must outlive it, or close and flush would hang
                     log.error("cannot %s in %s", what, self.path, exc_info=error)
+                    if done is not None:
+                        done.set_exception(error)
+                else:
+                    if done is not None:
+                        done.set_result(None)
         finally:
             db.close()
 

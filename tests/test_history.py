@@ -3,6 +3,7 @@ in a real sqlite file across a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sqlite3
 import tracemalloc
@@ -16,7 +17,7 @@ from app.checks.base import Stage, Status
 from app.history import Flapping, History
 from app.results import Result, Run
 from app.store import Store
-from app.tokens import GateTokens
+from app.tokens import GateTokens, TokenNotSaved
 
 T0 = datetime(2026, 1, 1, 12, 0).astimezone()
 
@@ -126,9 +127,9 @@ def test_the_history_and_tokens_survive_a_restart_in_a_real_sqlite_file(tmp_path
     for i in range(8):
         history.record(run(T0 + timedelta(minutes=i), db=Status.FAILED if i >= 6 else Status.PASSED, old=Status.PASSED))
     tokens = GateTokens(store)
-    kept, secret = tokens.create("ci")
-    gone, gone_secret = tokens.create("old")
-    assert tokens.revoke(gone.id)
+    kept, secret = asyncio.run(tokens.create("ci"))
+    gone, gone_secret = asyncio.run(tokens.create("old"))
+    assert asyncio.run(tokens.revoke(gone.id))
     store.close()
 
     reopened = Store(path)
@@ -178,11 +179,11 @@ def test_recording_never_waits_for_the_file_and_close_applies_every_queued_write
     store = Store(path)
     history = History(max_runs=3, store=store)
     tokens = GateTokens(store)
+    token, secret = asyncio.run(tokens.create("ci"))  # a creation waits until it is on the volume
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file: a write made inline would wait here
     for i in range(5):
         history.record(run(T0 + timedelta(minutes=i), db=Status.PASSED if i < 4 else Status.FAILED))
-    token, secret = tokens.create("ci")
     used = tokens.verify(secret)  # its first use is kept
     assert used is not None and used.last_used_at is not None and tokens.verify(secret) is used  # to the minute
     assert [r.id for r in history.runs] == [3, 4, 5]  # memory is current at once
@@ -190,7 +191,8 @@ def test_recording_never_waits_for_the_file_and_close_applies_every_queued_write
     blocker.execute("COMMIT")
     blocker.close()
     store.close()
-    store.save_token("late", token)  # after close: dropped, no error
+    late = store.save_token("late", token)  # after close: refused, and the caller is told
+    assert isinstance(late.exception(), sqlite3.OperationalError)
 
     reopened = Store(path)
     again = History(max_runs=3, store=reopened)
@@ -218,3 +220,19 @@ def test_every_renderer_carries_a_history_only_when_given_one() -> None:
     text = report.RENDERERS["text"].render(latest, past)
     assert "  db      passed failed, changed 2025-12-31T09:30:00+00:00 (flapping)" in text
     assert "cache" not in text.split("HISTORY (oldest first)")[1]  # only targets with a history
+
+
+def test_a_token_change_the_volume_refuses_changes_nothing_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = Store(path)
+    tokens = GateTokens(store)
+    kept, secret = asyncio.run(tokens.create("ci"))
+    store._db.execute("CREATE TRIGGER full BEFORE INSERT ON gate_tokens BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    store._db.execute("CREATE TRIGGER stuck BEFORE DELETE ON gate_tokens BEGIN SELECT RAISE(ABORT, 'read-only'); END")
+    with pytest.raises(TokenNotSaved, match=r"^the gate token was not created: .*\(disk full\); nothing changed$"):
+        asyncio.run(tokens.create("new"))
+    with pytest.raises(TokenNotSaved, match=r"^the gate token was not revoked: .*\(read-only\); nothing changed$"):
+        asyncio.run(tokens.revoke(kept.id))
+    assert [t.name for t in tokens.list()] == ["ci"] and tokens.verify(secret) is not None  # still valid, as told
+    store.close()
+    assert [t.name for t in GateTokens(Store(path)).list()] == ["ci"]  # and after a restart the same

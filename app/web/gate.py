@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from app.checks.base import Stage, Status
 from app.history import TargetState, verdict_of
 from app.results import Verdict
-from app.tokens import NAME_RULE, GateToken, TokenName, TooManyTokens
+from app.tokens import NAME_RULE, GateToken, TokenName, TokenNotSaved, TooManyTokens
 from app.web.deps import CurrentUser, GateReader, PodDep
 from app.web.errors import problems
 from app.web.pod import Pod
@@ -163,14 +163,20 @@ async def list_gate_tokens(pod: PodDep, user: CurrentUser) -> list[GateToken]:
 async def create_gate_token(pod: PodDep, user: CurrentUser, body: NewGateToken) -> Any:
     """A token that reads the readiness gate and nothing else: put it in a CI secret."""
     try:
-        token, secret = pod.gate_tokens.create(body.name)
+        token, secret = await pod.gate_tokens.create(body.name)
     except TooManyTokens as error:
         raise HTTPException(409, str(error)) from None
+    except TokenNotSaved as error:
+        raise HTTPException(503, str(error)) from None
     return CreatedGateToken(**token.model_dump(), token=secret)
 
 
 @router.delete("/gate-tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 404))
 async def revoke_gate_token(pod: PodDep, user: CurrentUser, token_id: str) -> None:
     """Revoke a gate token: it stops working at once."""
-    if not pod.gate_tokens.revoke(token_id):
+    try:
+        revoked = await pod.gate_tokens.revoke(token_id)
+    except TokenNotSaved as error:
+        raise HTTPException(503, str(error)) from None
+    if not revoked:
         raise HTTPException(404, f"no gate token with id {token_id!r}")

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from app import __version__, checks
 from app.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, LoginRejected, LoginThrottled, User
-from app.tokens import MAX_NAME, MAX_TOKENS, NAME_RULE, TooManyTokens
+from app.tokens import MAX_NAME, MAX_TOKENS, NAME_RULE, TokenNotSaved, TooManyTokens
 from app.web.deps import AuthenticatorDep, PageUser, PodDep
 from app.web.gate import NewGateToken
 from app.web.pod import Pod
@@ -101,18 +101,24 @@ async def create_gate_token(
     except ValidationError:
         return _gate_tokens(request, pod, user, 422, error=NAME_RULE)
     try:
-        token, secret = pod.gate_tokens.create(body.name)
+        token, secret = await pod.gate_tokens.create(body.name)
     except TooManyTokens as error:
         return _gate_tokens(request, pod, user, status.HTTP_409_CONFLICT, error=f"{error}.")
+    except TokenNotSaved as error:
+        return _gate_tokens(request, pod, user, status.HTTP_503_SERVICE_UNAVAILABLE, error=f"{error}.")
     return _gate_tokens(request, pod, user, status.HTTP_201_CREATED, created=(token, secret))
 
 
 @router.post("/gate-tokens/{token_id}/revoke", response_class=HTMLResponse)
 async def revoke_gate_token(request: Request, pod: PodDep, user: PageUser, token_id: str) -> Response:
     named = {t.id: t.name for t in pod.gate_tokens.list()}
-    if not pod.gate_tokens.revoke(token_id):
-        error = f"No gate token has the id {token_id[:32]!r}; it may have been revoked already."
-        return _gate_tokens(request, pod, user, status.HTTP_404_NOT_FOUND, error=error)
+    try:
+        revoked = await pod.gate_tokens.revoke(token_id)
+    except TokenNotSaved as refused:
+        return _gate_tokens(request, pod, user, status.HTTP_503_SERVICE_UNAVAILABLE, error=f"{refused}.")
+    if not revoked:
+        missing = f"No gate token has the id {token_id[:32]!r}; it may have been revoked already."
+        return _gate_tokens(request, pod, user, status.HTTP_404_NOT_FOUND, error=missing)
     return _gate_tokens(request, pod, user, notice=f"Revoked the gate token “{named[token_id]}”: it no longer works.")
 
 

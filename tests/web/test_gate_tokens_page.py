@@ -3,6 +3,7 @@ CSRF token, the same tokens as the JSON API, and hostile input refused as a form
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 
@@ -151,7 +152,7 @@ def test_too_many_tokens_is_a_form_error(make_client: MakeClient, stall: StallSe
     csrf = login(client)
     pod: Pod = client.app.state.pod  # type: ignore[attr-defined]
     for i in range(MAX_TOKENS):
-        pod.gate_tokens.create(f"job-{i}")
+        asyncio.run(pod.gate_tokens.create(f"job-{i}"))
     answer = create(client, csrf, "one-more")
     assert answer.status_code == 409 and "revoke unused ones first" in answer.text
     assert len(listed(client)) == MAX_TOKENS

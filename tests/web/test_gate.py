@@ -202,3 +202,22 @@ def test_gate_tokens_and_history_survive_a_restart(make_client: MakeClient, stal
     assert answer.status_code == 200, answer.text  # the result from before the restart, still fresh
     pod: Pod = again.app.state.pod  # type: ignore[attr-defined]
     assert len(pod.history.runs) == 1
+
+
+def test_a_token_change_the_volume_refuses_is_a_503_that_changes_nothing(
+    make_client: MakeClient, stall: StallServer, tmp_path: Path
+) -> None:
+    client = make_client([tcp_target("db", stall.port)], data_dir=tmp_path / "data")
+    auth = bearer(client)
+    kept = client.post("/api/gate-tokens", json={"name": "ci"}, headers=auth).json()
+    pod: Pod = client.app.state.pod  # type: ignore[attr-defined]
+    assert pod.gate_tokens.store is not None
+    database = pod.gate_tokens.store._db
+    database.execute("CREATE TRIGGER full BEFORE INSERT ON gate_tokens BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    database.execute("CREATE TRIGGER stuck BEFORE DELETE ON gate_tokens BEGIN SELECT RAISE(ABORT, 'read-only'); END")
+    created = client.post("/api/gate-tokens", json={"name": "new"}, headers=auth)
+    assert created.status_code == 503 and "was not created" in created.json()["detail"], created.text
+    revoked = client.delete(f"/api/gate-tokens/{kept['id']}", headers=auth)
+    assert revoked.status_code == 503 and "nothing changed" in revoked.json()["detail"], revoked.text
+    assert [t["name"] for t in client.get("/api/gate-tokens", headers=auth).json()] == ["ci"]
+    assert client.get(GATE, headers={"Authorization": f"Bearer {kept['token']}"}).status_code != 401  # still valid

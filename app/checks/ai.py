@@ -313,7 +313,7 @@ def google_retry_delay(details: list[dict[str, Any]]) -> str | None:
 def google_quota(details: list[dict[str, Any]]) -> Quota | None:
     """The exceeded quota the error names: a QuotaFailure's violations (quotaId, quotaMetric, quotaValue) or,
     in Google Cloud's older form, an ErrorInfo RATE_LIMIT_EXCEEDED's metadata (quota_limit, quota_metric,
-    quota_limit_value). Of several, the one that says most: a quota of 0, then a long window, then any."""
+    quota_limit_value). Of several, the one that says most: a quota of 0, a long window, a short one, then any."""
     violations = google_detail(details, "QuotaFailure").get("violations")
     named = [
         (v.get("quotaId"), v.get("quotaMetric"), v.get("quotaValue"))
@@ -325,7 +325,7 @@ def google_quota(details: list[dict[str, Any]]) -> Quota | None:
     if info.get("reason") == "RATE_LIMIT_EXCEEDED" and isinstance(metadata, dict):
         named.append((metadata.get("quota_limit"), metadata.get("quota_metric"), metadata.get("quota_limit_value")))
     quotas = [quota for quota in (_quota(*fields) for fields in named) if quota is not None]
-    rank = {NO_QUOTA: 2, QUOTA_USED_UP: 1}
+    rank = {NO_QUOTA: 3, QUOTA_USED_UP: 2, QUOTA_PER_MINUTE: 1}
     return max(quotas, key=lambda quota: rank.get(quota.term or "", 0), default=None)
 
 

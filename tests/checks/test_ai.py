@@ -107,11 +107,12 @@ def test_the_window_comes_from_the_words_of_the_quota_id(quota_id: str, window: 
     assert (quota.window, quota.term, quota.limit) == (window, term, 10)
 
 
-def test_a_quota_of_0_outranks_a_day_which_outranks_a_minute() -> None:
+def test_a_quota_of_0_outranks_a_day_which_outranks_a_minute_which_outranks_no_window() -> None:
     minute = {"quotaId": "RequestsPerMinute", "quotaValue": "5"}
     day = {"quotaId": "RequestsPerDay", "quotaValue": "20"}
     zero = {"quotaId": "TokensPerMinute", "quotaValue": "0"}
     assert str(quota_of(minute, day)) == "quota RequestsPerDay, limit 20"
+    assert str(quota_of({"quotaId": "Requests"}, minute)) == "quota RequestsPerMinute, limit 5"
     assert str(quota_of(minute, zero, day)) == "quota TokensPerMinute, limit 0"
     assert quota_of(minute, zero, day).term == NO_QUOTA  # type: ignore[union-attr]
     assert str(quota_of({"quotaMetric": "a/b"})) == "quota a/b"

@@ -1,19 +1,23 @@
 """What the AI kinds share: one call on the probe's clock, error tables, the tiny test image, usage facts.
 
 Every call is one HTTP request (httpx through `exchange`, or botocore for Bedrock) whose timeout is the time left
-on the probe, never retried. A provider's refusal is classified by its own error code first, then by the HTTP
-status: a `Rule` says at which stage it fails, or that it is only a warning (a rate limit or an overloaded model
-clears by itself; the key, the model and the network all worked).
+on the probe, never retried. A provider's refusal is classified by the quota it names (Google's structured
+google.rpc details), then by its own error code, then by the HTTP status: a `Rule` says at which stage it fails, or
+that it is only a warning (a rate limit or an overloaded model clears by itself; the key, the model and the network
+all worked).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -55,6 +59,45 @@ class Rule:
     remediation: str
 
 
+# What a named quota means, as keys of a Rules table (Quota.term)
+NO_QUOTA = "quota of 0"  # never granted: waiting does not help
+QUOTA_USED_UP = "quota used up"  # a day's (or an hour's, a month's) allowance: not back within a run
+QUOTA_PER_MINUTE = "quota per minute"  # refills within the minute: the endpoint works
+_SHORT_WINDOWS = frozenset({"second", "minute"})
+_WINDOWS = _SHORT_WINDOWS | {"hour", "day", "week", "month", "year"}
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")  # CamelCase and snake_case alike
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A quota a google.rpc error names as exceeded, its texts already cleaned for display."""
+
+    name: str  # the limit's id: GenerateRequestsPerDayPerProjectPerModel-FreeTier
+    metric: str  # generativelanguage.googleapis.com/generate_content_free_tier_requests
+    limit: int | None  # the quota's value; 0: the project was never granted any
+    window: str | None  # the time the quota counts over, from its id ("day" in ...PerDay...); None: not named
+
+    @property
+    def term(self) -> str | None:
+        """The rule key; None when nothing structured says more than a rate limit would."""
+        if self.limit == 0:
+            return NO_QUOTA
+        if self.window is None:
+            return None
+        return QUOTA_PER_MINUTE if self.window in _SHORT_WINDOWS else QUOTA_USED_UP
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.metric})" if self.name and self.metric else self.name or self.metric
+
+    def __str__(self) -> str:
+        return f"quota {self.label}" + ("" if self.limit is None else f", limit {self.limit}")
+
+    def names(self) -> dict[str, str]:
+        """What a quota rule's remediation may name."""
+        return {"quota": self.label, "window": self.window or ""}
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A provider's answer other than success, reduced to what classifies it."""
@@ -63,6 +106,7 @@ class Refusal:
     code: str  # the provider's own error code, type or status word; "" when it sent none
     message: str
     retry_after: str | None = None
+    quota: Quota | None = None  # the quota the provider names as exceeded, when it names one in structured form
 
 
 Rules = Mapping[str | int, Rule]
@@ -91,21 +135,31 @@ BY_STATUS: Rules = {
 
 def judge(probe: Probe, call: str, refusal: Refusal, rules: Rules, **names: str) -> None:
     """Raise the failure the provider's refusal means, or record it as a warning and return."""
-    status = refusal.status
+    status, quota = refusal.status, refusal.quota
+    term = quota.term if quota else None
     rule = (
-        (rules.get(refusal.code) if refusal.code else None)
+        (rules.get(term) if term else None)
+        or (rules.get(refusal.code) if refusal.code else None)
         or rules.get(status)
         or BY_STATUS.get(status)
         or (SERVICE_FAILED if status >= 500 else BY_STATUS[400])
     )
-    code = f" {refusal.code}" if refusal.code and refusal.code != str(status) else ""
-    cause = f"{call}: HTTP {status}{code}: {refusal.message or '(no message)'}"
-    remediation = rule.remediation.format(call=call, **names)
+    code = f" {shown(refusal.code, 80)}" if refusal.code and refusal.code != str(status) else ""
+    cause = f"{call}: HTTP {status}{code}: {refusal.message or '(no message)'}" + (f"; {quota}" if quota else "")
+    remediation = rule.remediation.format(call=call, **names, **(quota.names() if quota else {}))
     if rule.stage is not None:
         raise CheckFailed(rule.stage, cause, remediation)
-    retry = f", retry after {refusal.retry_after} s" if refusal.retry_after else ""
+    retry = f", retry after {shown(refusal.retry_after, 40)} s" if refusal.retry_after else ""
     probe.warn(Stage.OPERATION, cause + retry, remediation)
     probe.note(f"HTTP {status}{code}: a warning")
+
+
+MAX_SHOWN = 4000  # a remote field is cut to this before scrubbing: longer than any secret, and scrubbed fast
+
+
+def shown(text: str, limit: int) -> str:
+    """A short remote field (a code, a quota's id) cleaned for display, however long the server made it."""
+    return clean_remote_text(text[:MAX_SHOWN], limit)
 
 
 def resolve_url(probe: Probe, url: str) -> None:
@@ -196,6 +250,100 @@ def embedding_facts(probe: Probe, vector: list[Any], tokens: Any, expected: int 
                 f"returns {expected}, or set embedding_dimensions to {len(vector)} if the index is built for that",
             )
         probe.note(f"{expected}, as expected")
+
+
+# --- Google's errors: google.rpc.Status {"code", "message", "status", "details": [Any ...]} ----------------------
+
+MAX_DETAILS = 16  # Google sends three or four details, and a few violations; a longer list is read no further
+RPC_TYPE = "type.googleapis.com/google.rpc."
+GOOGLE_QUOTAS: Rules = {
+    NO_QUOTA: Rule(
+        Stage.PERMISSION,
+        "the project's quota {quota} is 0 for '{model}': its tier does not include the model (the free tier "
+        "leaves out some models and regions; a project without billing has no paid quota): enable billing on the "
+        "project (Google AI Studio, Billing; for Vertex AI the Cloud console), or use a model its tier includes",
+    ),
+    QUOTA_USED_UP: Rule(
+        Stage.OPERATION,
+        "quota {quota} is used up for this {window} and the platform cannot call '{model}' until it refills: "
+        "raise the quota (Google AI Studio, Rate limits; or IAM & Admin, Quotas in the Cloud console), enable "
+        "billing for a paid tier, or use another model, which has a quota of its own",
+    ),
+    QUOTA_PER_MINUTE: Rule(
+        None,
+        "the endpoint works but quota {quota} is at its limit this {window}: lower the load, or raise the "
+        "quota before the platform shares it",
+    ),
+}
+
+
+def google_details(error: dict[str, Any]) -> list[dict[str, Any]]:
+    """The error's details that are objects, at most MAX_DETAILS of them; nothing when `details` is no list."""
+    details = error.get("details")
+    return [d for d in details[:MAX_DETAILS] if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def google_detail(details: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The first detail of a google.rpc type (ErrorInfo, RetryInfo, QuotaFailure), or an empty one."""
+    return next((d for d in details if d.get("@type") == RPC_TYPE + kind), {})
+
+
+_RPC_WORD = re.compile(r"[A-Z0-9_]{1,63}")  # an ErrorInfo reason or a google.rpc.Code name, as the protos define them
+
+
+def google_word(value: Any) -> str:
+    """A reason or status word as Google's protos define them; "" for anything else a server sends there."""
+    return value if isinstance(value, str) and _RPC_WORD.fullmatch(value) else ""
+
+
+def google_reason(details: list[dict[str, Any]]) -> str:
+    return google_word(google_detail(details, "ErrorInfo").get("reason"))
+
+
+_DURATION = re.compile(r"(\d{1,10}(?:\.\d{1,9})?)s")  # google.protobuf.Duration in JSON: "23s", "20.044661790s"
+
+
+def google_retry_delay(details: list[dict[str, Any]]) -> str | None:
+    """RetryInfo's retryDelay in whole seconds (rounded up), None when absent or not a Duration."""
+    delay = google_detail(details, "RetryInfo").get("retryDelay")
+    match = _DURATION.fullmatch(delay) if isinstance(delay, str) else None
+    return str(math.ceil(float(match[1]))) if match else None
+
+
+def google_quota(details: list[dict[str, Any]]) -> Quota | None:
+    """The exceeded quota the error names: a QuotaFailure's violations (quotaId, quotaMetric, quotaValue) or,
+    in Google Cloud's older form, an ErrorInfo RATE_LIMIT_EXCEEDED's metadata (quota_limit, quota_metric,
+    quota_limit_value). Of several, the one that says most: a quota of 0, a long window, a short one, then any."""
+    violations = google_detail(details, "QuotaFailure").get("violations")
+    named = [
+        (v.get("quotaId"), v.get("quotaMetric"), v.get("quotaValue"))
+        for v in (violations[:MAX_DETAILS] if isinstance(violations, list) else [])
+        if isinstance(v, dict)
+    ]
+    info = google_detail(details, "ErrorInfo")
+    metadata = info.get("metadata")
+    if info.get("reason") == "RATE_LIMIT_EXCEEDED" and isinstance(metadata, dict):
+        named.append((metadata.get("quota_limit"), metadata.get("quota_metric"), metadata.get("quota_limit_value")))
+    quotas = [quota for quota in (_quota(*fields) for fields in named) if quota is not None]
+    rank = {NO_QUOTA: 3, QUOTA_USED_UP: 2, QUOTA_PER_MINUTE: 1}
+    return max(quotas, key=lambda quota: rank.get(quota.term or "", 0), default=None)
+
+
+def _quota(name: Any, metric: Any, value: Any) -> Quota | None:
+    name = name if isinstance(name, str) else ""
+    metric = metric if isinstance(metric, str) else ""
+    if not (name or metric):
+        return None
+    words = [word.lower() for word in _WORDS.findall(name[:200])]
+    window = next((unit for per, unit in pairwise(words) if per == "per" and unit in _WINDOWS), None)
+    return Quota(shown(name, 120), shown(metric, 120), _quota_value(value), window)
+
+
+def _quota_value(value: Any) -> int | None:
+    """An int64 in proto3 JSON is a string of digits ("250000"); a number is taken too. Anything else: unknown."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 # --- Google Cloud: a service account's JSON key, traded for an access token (Vertex AI) -------------------------

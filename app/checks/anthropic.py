@@ -4,9 +4,12 @@ Two ways in. The Anthropic API (provider anthropic): POST {base_url}/v1/messages
 `anthropic-version`. Vertex AI (provider vertex): a service account key is traded for an access token (as for
 gemini), then the same Messages body, with `anthropic_version` inside it instead of `model`, goes to the model's
 rawPredict in the project and location. Failures are classified by the error `type` Anthropic sends
-({"type": "error", "error": {"type", "message"}}) or, from Google's side of Vertex AI, the google.rpc reason or
-status; a rate limit (429) and an overloaded API (529) are warnings with the retry hint. Claude through Bedrock
-is the bedrock kind.
+({"type": "error", "error": {"type", "message", "details": {"error_code"}}}; the error_code first where it is
+given) or, from Google's side of Vertex AI, the google.rpc reason or status; a rate limit (429) and an overloaded
+API (529) are warnings with the retry hint, but a 429 whose error_code is enforced_spend_limit_reached (the
+tier's monthly spend cap) fails. A spent credit balance is a 400 invalid_request_error told apart by its message
+only, so it is reported as that error, its remediation naming billing too. Claude through Bedrock is the bedrock
+kind.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from app.checks.ai import (
     ask,
     chat_facts,
     google_access_token,
+    google_details,
+    google_reason,
+    google_word,
     json_of,
     message_of,
     resolve_url,
@@ -63,6 +69,11 @@ RULES: Rules = {
         "{api_version} is valid; a spent credit balance is reported this way too (check Plans and Billing)",
     ),
     "billing_error": QUOTA_SPENT,
+    "enforced_spend_limit_reached": Rule(
+        Stage.OPERATION,
+        "the organisation has reached its usage tier's monthly spend cap: every call is refused until 00:00 UTC "
+        "on the first of next month; request a higher limit or tier in the Claude Console (Settings, Limits)",
+    ),
     "rate_limit_error": RATE_LIMITED,
     "overloaded_error": OVERLOADED,
     "api_error": SERVICE_FAILED,
@@ -171,14 +182,19 @@ class AnthropicTarget(Target):
 
 
 def _refusal(answer: Answer) -> Refusal:
-    """Anthropic's {"error": {"type", "message"}}, or Google's {"error": {"status", "message", "details"}}."""
+    """Anthropic's {"error": {"type", "message", "details"}}, or Google's {"error": {"status", "message", "details"}}
+    (Vertex AI's refusals name no quota in structured form, so a 429 of theirs stays a rate limit)."""
     error = json_of(answer).get("error")
     error = error if isinstance(error, dict) else {}
-    details = [d for d in error.get("details") or [] if isinstance(d, dict)]
-    reason = next((d.get("reason") for d in details if str(d.get("@type", "")).endswith("rpc.ErrorInfo")), None)
+    details = error.get("details")
+    error_code = details.get("error_code") if isinstance(details, dict) else None
+    kind = error.get("type")
     return Refusal(
         answer.status,
-        str(error.get("type") or reason or error.get("status") or ""),
+        (error_code if isinstance(error_code, str) else "")
+        or (kind if isinstance(kind, str) else "")
+        or google_reason(google_details(error))
+        or google_word(error.get("status")),
         message_of(error.get("message"), answer),
         answer.headers.get("retry-after"),
     )

@@ -4,9 +4,12 @@ Two ways in. The Gemini API (provider google_ai): the key goes in the `x-goog-ap
 embeddings are embedContent. Vertex AI (provider vertex): a service account key signs a JWT that Google's token
 endpoint (the key's token_uri) exchanges for an access token, sent as a Bearer token to the location's
 aiplatform endpoint; embeddings are the model's predict. Both send google.rpc errors
-{"error": {"code", "message", "status", "details"}}: classified by the ErrorInfo reason (API_KEY_INVALID,
-SERVICE_DISABLED ...) or else the status word; RESOURCE_EXHAUSTED and UNAVAILABLE (overloaded) are warnings,
-with the RetryInfo delay as the retry hint. A prompt blocked by a safety filter fails.
+{"error": {"code", "message", "status", "details"}}: classified by the quota the details name, else the ErrorInfo
+reason (API_KEY_INVALID, SERVICE_DISABLED ...), else the status word. A 429 RESOURCE_EXHAUSTED whose QuotaFailure
+(or ErrorInfo RATE_LIMIT_EXCEEDED metadata) names a per-minute quota is a warning, as is one that names none; a
+quota of 0 (the model is not in the project's tier) fails at permission, a day's quota used up at operation, and
+a 402 (prepaid credits used up) fails too. UNAVAILABLE (overloaded) is a warning; warnings carry the RetryInfo
+delay as the retry hint. A prompt blocked by a safety filter fails.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
 
 from app.checks.ai import (
+    GOOGLE_QUOTAS,
     OVERLOADED,
     PROMPT,
-    RATE_LIMITED,
     SERVICE_FAILED,
     TEST_IMAGE,
     VISION_PROMPT,
@@ -34,6 +37,11 @@ from app.checks.ai import (
     chat_facts,
     embedding_facts,
     google_access_token,
+    google_details,
+    google_quota,
+    google_reason,
+    google_retry_delay,
+    google_word,
     is_vector,
     json_of,
     message_of,
@@ -82,9 +90,15 @@ RULES: Rules = {
     "INVALID_ARGUMENT": Rule(
         Stage.OPERATION, "the API rejects the request: check that '{model}' is a {call} model at {where}"
     ),
-    "RESOURCE_EXHAUSTED": RATE_LIMITED,
+    # a 429 RESOURCE_EXHAUSTED that names no quota of 0 and no long window is a rate limit: by its status
+    402: Rule(
+        Stage.OPERATION,
+        "the prepaid credits of the project's billing account are used up: add credits (Google AI Studio, "
+        "Billing) or turn on auto-reload",
+    ),
     "UNAVAILABLE": OVERLOADED,
     "INTERNAL": SERVICE_FAILED,
+    **GOOGLE_QUOTAS,
 }
 
 
@@ -250,12 +264,11 @@ def _is_generation(document: dict[str, Any]) -> bool:
 def _refusal(answer: Answer) -> Refusal:
     error = json_of(answer).get("error")
     error = error if isinstance(error, dict) else {}
-    details = [d for d in error.get("details") or [] if isinstance(d, dict)]
-    reason = next((d.get("reason") for d in details if str(d.get("@type", "")).endswith("rpc.ErrorInfo")), None)
-    delay = next((d.get("retryDelay") for d in details if str(d.get("@type", "")).endswith("rpc.RetryInfo")), None)
+    details = google_details(error)
     return Refusal(
         answer.status,
-        str(reason or error.get("status") or ""),
+        google_reason(details) or google_word(error.get("status")),
         message_of(error.get("message"), answer),
-        str(delay).removesuffix("s") if delay else answer.headers.get("retry-after"),
+        google_retry_delay(details) or answer.headers.get("retry-after"),
+        google_quota(details),
     )

@@ -2,8 +2,9 @@
 
 POST /v1/messages with `x-api-key: KEY` and `anthropic-version` (one of VERSIONS). Errors are
 {"type": "error", "error": {"type", "message"}} with the status Anthropic gives each type. `outage` turns every
-call into one failure: "rate_limit" (429 + retry-after), "overloaded" (529), "credit" (400, a spent credit balance),
-"api_error" (500).
+call into one failure: "rate_limit" (429 + retry-after), "spend_cap" (429 with error.details.error_code
+enforced_spend_limit_reached and no retry-after, as the rate-limits page documents it), "overloaded" (529),
+"credit" (400, a spent credit balance), "api_error" (500).
 
 Claude on Vertex AI: POST /v1/projects/{PROJECT}/locations/{location}/publishers/anthropic/models/{model}:rawPredict
 with `Authorization: Bearer <gemini_server.ACCESS_TOKEN>` (the token a GeminiServer's /token hands out, standing
@@ -32,7 +33,11 @@ _VERTEX = re.compile(
     r"(?P<model>[^/:]+):rawPredict$"
 )
 
-Outage = Literal["rate_limit", "overloaded", "credit", "api_error"] | None
+Outage = Literal["rate_limit", "spend_cap", "overloaded", "credit", "api_error"] | None
+SPEND_CAP_MESSAGE = (
+    "You have reached your API usage limits: your organization has crossed its monthly API usage threshold, set "
+    "based on your organization's API tier. You will regain access on 2026-09-01 at 00:00 UTC."
+)
 
 
 class AnthropicServer(HttpServer):
@@ -88,6 +93,9 @@ class AnthropicServer(HttpServer):
             return _error(
                 429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", "12"
             )
+        if self.outage == "spend_cap":
+            details = {"error_code": "enforced_spend_limit_reached"}
+            return _error(429, "rate_limit_error", SPEND_CAP_MESSAGE, details=details)
         if self.outage == "overloaded":
             return _error(529, "overloaded_error", "Overloaded")
         if self.outage == "credit":
@@ -146,6 +154,9 @@ def _google_error(status: int, word: str, message: str) -> Reply:
     return _json(status, {"error": {"code": status, "message": message, "status": word}})
 
 
-def _error(status: int, kind: str, message: str, retry_after: str | None = None) -> Reply:
+def _error(
+    status: int, kind: str, message: str, retry_after: str | None = None, details: dict[str, str] | None = None
+) -> Reply:
     headers = {"retry-after": retry_after} if retry_after else {}
-    return _json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
+    error: dict[str, Any] = {"type": kind, "message": message, **({"details": details} if details else {})}
+    return _json(status, {"type": "error", "error": error, "request_id": "req_011CTest0123456789"}, headers)

@@ -2,9 +2,14 @@
 
 POST /{v1,v1beta}/models/{model}:generateContent | :embedContent with `x-goog-api-key: KEY`. Errors are
 {"error": {"code", "message", "status", "details"}} with google.rpc ErrorInfo / RetryInfo details as Google sends
-them. `outage` turns every call into one failure: "rate_limit" (429 RESOURCE_EXHAUSTED, RetryInfo 23s),
+them. `outage` turns every call into one failure: "rate_limit" (429 RESOURCE_EXHAUSTED whose QuotaFailure names a
+per-minute quota, RetryInfo 23s), "daily_quota" (the day's requests used up, among per-minute violations),
+"no_free_tier" (every quota of the model 0), "region_quota_zero" (the older form: ErrorInfo RATE_LIMIT_EXCEEDED
+whose metadata names a per-minute quota of 0 in the region), "prepaid" (402: prepaid credits used up),
+"quota_details" (429 RESOURCE_EXHAUSTED carrying `quota_details` as its details, whatever they are),
 "overloaded" (503 UNAVAILABLE), "region" (400 FAILED_PRECONDITION), "disabled" (403 SERVICE_DISABLED), or
-"blocked" (200 with a promptFeedback blockReason).
+"blocked" (200 with a promptFeedback blockReason). The 429 bodies are Google's: the QuotaFailure violations carry
+quotaMetric, quotaId, quotaDimensions and quotaValue (an int64, so a JSON string), next to a Help link and RetryInfo.
 
 Vertex AI: POST /token trades a JWT signed with the service account's key (verified with its public key,
 audience and issuer) for an access token, as Google's token endpoint does; then
@@ -43,13 +48,43 @@ PROJECT = "airia-test-project"
 CLIENT_EMAIL = f"airia-test-pod@{PROJECT}.iam.gserviceaccount.com"
 ACCESS_TOKEN = "ya29.test-access-token-0123456789"
 
-Outage = Literal["rate_limit", "overloaded", "region", "disabled", "blocked"] | None
+Outage = (
+    Literal[
+        "rate_limit",
+        "daily_quota",
+        "no_free_tier",
+        "region_quota_zero",
+        "prepaid",
+        "quota_details",
+        "overloaded",
+        "region",
+        "disabled",
+        "blocked",
+    ]
+    | None
+)
+QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more information on this "
+    "error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."
+)
+_QUOTA_HELP = {
+    "@type": "type.googleapis.com/google.rpc.Help",
+    "links": [
+        {
+            "description": "Learn more about Gemini API quotas",
+            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+        }
+    ],
+}
+FREE_REQUESTS = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+FREE_INPUT_TOKENS = "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count"
 
 
 class GeminiServer(HttpServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
         self.outage: Outage = None
+        self.quota_details: Any = None  # the details of the "quota_details" outage
         self.key_disabled = False
         self._private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -137,7 +172,7 @@ class GeminiServer(HttpServer):
                 f"models/{model} is not found for API version {version}, or is not supported for {method}. "
                 "Call ListModels to see the list of available models and their supported methods.",
             )
-        failure = self._outage()
+        failure = self._outage(model)
         if failure is not None:
             return failure
         body = json.loads(request.body)
@@ -162,16 +197,77 @@ class GeminiServer(HttpServer):
         candidate = {"content": {"parts": [{"text": "ready"}], "role": "model"}, "finishReason": "MAX_TOKENS"}
         return _json(200, {"candidates": [candidate], "usageMetadata": usage, "modelVersion": f"{model}-001"})
 
-    def _outage(self) -> Reply | None:
+    def _outage(self, model: str) -> Reply | None:  # noqa: PLR0911 - one return an outage
         if self.outage == "rate_limit":
+            violation = _violation(FREE_REQUESTS, "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, "15")
+            return _quota_exceeded(QUOTA_MESSAGE, [violation], "23s")
+        if self.outage == "daily_quota":
+            violations = [
+                _violation(FREE_REQUESTS, "GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, "20"),
+                _violation(FREE_REQUESTS, "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, "5"),
+                _violation(FREE_INPUT_TOKENS, "GenerateContentInputTokensPerModelPerMinute-FreeTier", model, "250000"),
+            ]
+            return _quota_exceeded(QUOTA_MESSAGE, violations, "5s")
+        if self.outage == "no_free_tier":
+            violations = [
+                _violation(FREE_INPUT_TOKENS, "GenerateContentInputTokensPerModelPerMinute-FreeTier", model, "0"),
+                _violation(FREE_REQUESTS, "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", model, "0"),
+                _violation(FREE_REQUESTS, "GenerateRequestsPerDayPerProjectPerModel-FreeTier", model, "0"),
+            ]
+            message = (
+                f"{QUOTA_MESSAGE} To monitor your current usage, head to: https://ai.dev/rate-limit. \n"
+                f"* Quota exceeded for metric: {FREE_INPUT_TOKENS}, limit: 0, model: {model}\n"
+                f"* Quota exceeded for metric: {FREE_REQUESTS}, limit: 0, model: {model}\n"
+                "Please retry in 29.019961092s."
+            )
+            return _quota_exceeded(message, violations, "29s")
+        if self.outage == "region_quota_zero":
+            metadata = {
+                "service": "generativelanguage.googleapis.com",
+                "quota_metric": "generativelanguage.googleapis.com/generate_content_requests",
+                "quota_location": "us-west4",
+                "quota_limit": "GenerateContentRequestsPerMinutePerProjectPerRegion",
+                "quota_limit_value": "0",
+                "consumer": "projects/123456789",
+            }
             details = [
                 {
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}],
+                    "@type": _ERROR_INFO,
+                    "reason": "RATE_LIMIT_EXCEEDED",
+                    "domain": "googleapis.com",
+                    "metadata": metadata,
                 },
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "23s"},
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [
+                        {
+                            "description": "Request a higher quota limit.",
+                            "url": "https://cloud.google.com/docs/quota#requesting_higher_quota",
+                        }
+                    ],
+                },
             ]
-            return _error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", details=details)
+            message = (
+                "Quota exceeded for quota metric 'Generate Content API requests per minute' and limit "
+                "'GenerateContent request limit per minute for a region' of service "
+                "'generativelanguage.googleapis.com' for consumer 'project_number:123456789'."
+            )
+            return _error(429, "RESOURCE_EXHAUSTED", message, details=details)
+        if self.outage == "prepaid":
+            return _error(
+                402,
+                "RESOURCE_EXHAUSTED",
+                "Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage "
+                "your project and billing. Learn more at https://ai.google.dev/gemini-api/docs/billing#prepay.",
+            )
+        if self.outage == "quota_details":
+            error = {
+                "code": 429,
+                "message": QUOTA_MESSAGE,
+                "status": "RESOURCE_EXHAUSTED",
+                "details": self.quota_details,
+            }
+            return _json(429, {"error": error})
         if self.outage == "overloaded":
             return _error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
         if self.outage == "region":
@@ -184,6 +280,22 @@ class GeminiServer(HttpServer):
                 "SERVICE_DISABLED",
             )
         return None
+
+
+def _violation(metric: str, quota_id: str, model: str, value: str) -> dict[str, Any]:
+    """One google.rpc.QuotaFailure.Violation as the Gemini API sends it."""
+    dimensions = {"location": "global", "model": model}
+    return {"quotaMetric": metric, "quotaId": quota_id, "quotaDimensions": dimensions, "quotaValue": value}
+
+
+def _quota_exceeded(message: str, violations: list[dict[str, Any]], delay: str) -> Reply:
+    """Google's 429: the violated quotas, a Help link, and when to retry."""
+    details = [
+        _QUOTA_HELP,
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+    ]
+    return _error(429, "RESOURCE_EXHAUSTED", message, details=details)
 
 
 def _tokens(parts: list[dict[str, Any]]) -> int | None:

@@ -8,8 +8,24 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.checks.ai import BY_STATUS, TEST_IMAGE, Refusal, Rule, judge
+from app.checks.ai import (
+    BY_STATUS,
+    GOOGLE_QUOTAS,
+    NO_QUOTA,
+    QUOTA_PER_MINUTE,
+    QUOTA_USED_UP,
+    TEST_IMAGE,
+    Quota,
+    Refusal,
+    Rule,
+    google_details,
+    google_quota,
+    google_retry_delay,
+    judge,
+)
 from app.checks.base import CheckFailed, Probe, Stage
 from tests.checks.helpers import ENVIRON, config_error, parse
 
@@ -64,6 +80,89 @@ def test_an_unlisted_server_error_fails_and_an_unlisted_client_error_names_the_c
     with pytest.raises(CheckFailed) as client:
         judge(probe(), "vision", Refusal(422, "", "bad"), {}, model="m")
     assert client.value.remediation == "the service rejects the request: check that 'm' is a vision model"
+
+
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+
+
+def quota_of(*violations: dict[str, Any]) -> Quota | None:
+    return google_quota([{"@type": _QUOTA_FAILURE, "violations": list(violations)}])
+
+
+@pytest.mark.parametrize(
+    ("quota_id", "window", "term"),
+    [
+        ("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "minute", QUOTA_PER_MINUTE),
+        ("GenerateContentInputTokensPerModelPerMinute", "minute", QUOTA_PER_MINUTE),
+        ("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "day", QUOTA_USED_UP),
+        ("defaultPerSecondPerProject", "second", QUOTA_PER_MINUTE),
+        ("generate_content_requests_per_hour_per_project", "hour", QUOTA_USED_UP),
+        ("MonthlySpendPerProject", None, None),  # names no window: nothing says more than a rate limit
+        ("SuperminuteRequests", None, None),
+    ],
+)
+def test_the_window_comes_from_the_words_of_the_quota_id(quota_id: str, window: str | None, term: str | None) -> None:
+    quota = quota_of({"quotaId": quota_id, "quotaMetric": "m", "quotaValue": "10"})
+    assert quota is not None
+    assert (quota.window, quota.term, quota.limit) == (window, term, 10)
+
+
+def test_a_quota_of_0_outranks_a_day_which_outranks_a_minute_which_outranks_no_window() -> None:
+    minute = {"quotaId": "RequestsPerMinute", "quotaValue": "5"}
+    day = {"quotaId": "RequestsPerDay", "quotaValue": "20"}
+    zero = {"quotaId": "TokensPerMinute", "quotaValue": "0"}
+    assert str(quota_of(minute, day)) == "quota RequestsPerDay, limit 20"
+    assert str(quota_of({"quotaId": "Requests"}, minute)) == "quota RequestsPerMinute, limit 5"
+    assert str(quota_of(minute, zero, day)) == "quota TokensPerMinute, limit 0"
+    assert quota_of(minute, zero, day).term == NO_QUOTA  # type: ignore[union-attr]
+    assert str(quota_of({"quotaMetric": "a/b"})) == "quota a/b"
+
+
+def test_the_retry_delay_is_a_duration_in_whole_seconds() -> None:
+    def delay(value: Any) -> str | None:
+        return google_retry_delay([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": value}])
+
+    assert [delay("23s"), delay("20.044661790s"), delay("0s")] == ["23", "21", "0"]
+    assert [delay("23"), delay("-1s"), delay("1e3s"), delay(23), delay("9" * 11 + "s")] == [None] * 5
+
+
+def test_a_quota_rule_names_the_quota_in_cause_and_remediation() -> None:
+    quota = quota_of({"quotaId": "RequestsPerDay", "quotaMetric": "svc/requests", "quotaValue": "20"})
+    with pytest.raises(CheckFailed) as failure:
+        judge(probe(), "chat", Refusal(429, "RESOURCE_EXHAUSTED", "over", quota=quota), GOOGLE_QUOTAS, model="m")
+    assert (
+        failure.value.cause == "chat: HTTP 429 RESOURCE_EXHAUSTED: over; quota RequestsPerDay (svc/requests), limit 20"
+    )
+    assert failure.value.remediation.startswith("quota RequestsPerDay (svc/requests) is used up for this day")
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=30,
+)
+_rpc = st.fixed_dictionaries(
+    {"@type": st.sampled_from([_QUOTA_FAILURE, "type.googleapis.com/google.rpc.ErrorInfo"])},
+    optional={
+        "violations": st.lists(
+            st.dictionaries(st.sampled_from(["quotaId", "quotaMetric", "quotaValue"]), _json, max_size=3), max_size=4
+        )
+        | _json,
+        "reason": st.just("RATE_LIMIT_EXCEEDED") | _json,
+        "metadata": st.dictionaries(st.sampled_from(["quota_limit", "quota_metric", "quota_limit_value"]), _json)
+        | _json,
+    },
+)
+
+
+@settings(deadline=None)
+@given(st.lists(_rpc | _json, max_size=6) | _json)
+def test_any_details_give_a_quota_or_none_and_never_raise(details: Any) -> None:
+    quota = google_quota(google_details({"details": details}))
+    if quota is not None:
+        assert quota.term in (None, NO_QUOTA, QUOTA_USED_UP, QUOTA_PER_MINUTE)
+        assert len(str(quota)) < 300
+        assert not any(character in str(quota) for character in "\n\r\x00")
 
 
 @pytest.mark.parametrize(

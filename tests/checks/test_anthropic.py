@@ -13,7 +13,7 @@ from app.checks.ai import PROMPT, TEST_IMAGE
 from app.checks.anthropic import AnthropicTarget
 from app.checks.base import Stage, Status
 from tests.checks import run_check
-from tests.checks.anthropic_server import KEY, AnthropicServer
+from tests.checks.anthropic_server import KEY, SPEND_CAP_MESSAGE, AnthropicServer
 from tests.checks.gemini_server import ACCESS_TOKEN, GeminiServer
 from tests.checks.helpers import config_error
 from tests.servers import StallServer
@@ -110,6 +110,15 @@ def test_a_rate_limit_or_an_overload_is_a_warning(server: AnthropicServer, outag
 def test_the_retry_hint_is_quoted(server: AnthropicServer) -> None:
     server.outage = "rate_limit"
     assert "per-minute rate limit, retry after 12 s" in run_check(target(server.url)).cause
+
+
+def test_the_monthly_spend_cap_fails_by_its_error_code(server: AnthropicServer) -> None:
+    server.outage = "spend_cap"
+    result = run_check(target(server.url))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause == f"chat: HTTP 429 enforced_spend_limit_reached: {SPEND_CAP_MESSAGE}"
+    assert "monthly spend cap" in result.remediation
+    assert "Settings, Limits" in result.remediation
 
 
 @pytest.mark.parametrize(("outage", "remediation"), [("credit", "Plans and Billing"), ("api_error", "status page")])

@@ -13,7 +13,16 @@ from app.checks.ai import PROMPT
 from app.checks.base import Stage, Status
 from app.checks.gemini import GeminiTarget
 from tests.checks import run_check
-from tests.checks.gemini_server import ACCESS_TOKEN, CLIENT_EMAIL, DIMENSIONS, KEY, PROJECT, GeminiServer
+from tests.checks.gemini_server import (
+    ACCESS_TOKEN,
+    CLIENT_EMAIL,
+    DIMENSIONS,
+    FREE_REQUESTS,
+    KEY,
+    PROJECT,
+    QUOTA_MESSAGE,
+    GeminiServer,
+)
 from tests.checks.helpers import config_error
 from tests.servers import StallServer
 
@@ -27,6 +36,7 @@ def api() -> Iterator[GeminiServer]:
 @pytest.fixture
 def server(api: GeminiServer) -> GeminiServer:
     api.outage = None
+    api.quota_details = None
     api.key_disabled = False
     api.requests.clear()
     return api
@@ -101,7 +111,7 @@ def test_a_chat_model_used_for_embeddings_is_named(server: GeminiServer) -> None
             "rate_limit",
             Status.WARNING,
             Stage.OPERATION,
-            "HTTP 429 RESOURCE_EXHAUSTED: You exceeded your current quota.",
+            "HTTP 429 RESOURCE_EXHAUSTED: You exceeded your current quota, please check your plan",
         ),
         ("overloaded", Status.WARNING, Stage.OPERATION, "HTTP 503 UNAVAILABLE: The model is overloaded."),
         ("region", Status.FAILED, Stage.OPERATION, "HTTP 400 FAILED_PRECONDITION: User location is not supported"),
@@ -119,6 +129,115 @@ def test_each_refusal_by_its_code(server: GeminiServer, outage: Any, status: Sta
 def test_the_retry_delay_of_a_rate_limit_is_quoted(server: GeminiServer) -> None:
     server.outage = "rate_limit"
     assert "retry after 23 s" in run_check(target(server.url, embedding_model=None)).cause
+
+
+def test_a_per_minute_quota_is_a_warning_naming_the_quota_and_the_delay(server: GeminiServer) -> None:
+    server.outage = "rate_limit"
+    result = run_check(target(server.url, embedding_model=None))
+    assert (result.status, result.stage) == (Status.WARNING, Stage.OPERATION)
+    assert result.cause.endswith(
+        f"; quota GenerateRequestsPerMinutePerProjectPerModel-FreeTier ({FREE_REQUESTS}), limit 15, retry after 23 s"
+    )
+    assert "is at its limit this minute" in result.remediation
+
+
+def test_a_day_s_quota_used_up_fails_naming_the_quota(server: GeminiServer) -> None:
+    server.outage = "daily_quota"  # listed with two per-minute violations: the day's quota decides
+    result = run_check(target(server.url))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause == (
+        f"chat: HTTP 429 RESOURCE_EXHAUSTED: {QUOTA_MESSAGE}; "
+        f"quota GenerateRequestsPerDayPerProjectPerModel-FreeTier ({FREE_REQUESTS}), limit 20"
+    )
+    assert result.remediation.startswith(
+        f"quota GenerateRequestsPerDayPerProjectPerModel-FreeTier ({FREE_REQUESTS}) is used up for this day and "
+        "the platform cannot call 'gemini-test' until it refills: raise the quota"
+    )
+    assert [s.name for s in result.steps if s.name != "http request"][-1] == "chat"  # no embedding after it
+
+
+@pytest.mark.parametrize(
+    ("outage", "quota"),
+    [
+        ("no_free_tier", "GenerateContentInputTokensPerModelPerMinute-FreeTier (generativelanguage.googleapis.com/"),
+        ("region_quota_zero", "GenerateContentRequestsPerMinutePerProjectPerRegion (generativelanguage.googleapis."),
+    ],
+)
+def test_a_quota_of_0_fails_at_permission_asking_for_billing(server: GeminiServer, outage: Any, quota: str) -> None:
+    server.outage = outage
+    result = run_check(target(server.url))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.PERMISSION)
+    assert f"; quota {quota}" in result.cause
+    assert result.cause.endswith(", limit 0")
+    assert "is 0 for 'gemini-test': its tier does not include the model" in result.remediation
+    assert "enable billing on the project" in result.remediation
+    assert "or use a model its tier includes" in result.remediation
+
+
+def test_prepaid_credits_used_up_fail(server: GeminiServer) -> None:
+    server.outage = "prepaid"
+    result = run_check(target(server.url))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause.startswith("chat: HTTP 402 RESOURCE_EXHAUSTED: Your prepayment credits are depleted.")
+    assert "add credits" in result.remediation
+
+
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        "GenerateRequestsPerDayPerProjectPerModel",
+        12345,
+        None,
+        {"@type": _QUOTA_FAILURE, "violations": [{"quotaId": "GenerateRequestsPerDay", "quotaValue": "0"}]},
+        [None, 1, "x", [], {"@type": 5}, {"@type": _QUOTA_FAILURE}],
+        [{"@type": _QUOTA_FAILURE, "violations": "GenerateRequestsPerDay"}],
+        [{"@type": _QUOTA_FAILURE, "violations": [None, 7, {"quotaId": 12, "quotaMetric": ["m"], "quotaValue": {}}]}],
+        [{"@type": _QUOTA_FAILURE, "violations": [{"quotaMetric": "a/b", "quotaValue": "-1"}]}],
+        [{"@type": _QUOTA_FAILURE, "violations": [{"quotaId": "RequestsPerMinute", "quotaValue": False}]}],
+        [{"@type": _QUOTA_FAILURE, "violations": [{"quotaId": "RequestsPerMinute", "quotaValue": "０"}]}],
+        [{"@type": _RETRY_INFO, "retryDelay": "9" * 40 + "s"}, {"@type": _RETRY_INFO, "retryDelay": {"seconds": 5}}],
+        [{}] * 50_000 + [{"@type": _QUOTA_FAILURE, "violations": [{"quotaId": "RequestsPerDay"}]}],
+        [{"@type": _QUOTA_FAILURE, "violations": [{"quotaId": "PerMinute"}] * 30_000 + [{"quotaValue": "0"}]}],
+    ],
+    ids=["string", "number", "null", "object", "junk", "violations-string", "wrong-types", "negative", "false",
+         "fullwidth-digit", "bad-delays", "huge-details", "huge-violations"],
+)  # fmt: skip
+def test_malformed_quota_details_leave_a_plain_rate_limit(server: GeminiServer, details: Any) -> None:
+    server.outage, server.quota_details = "quota_details", details
+    result = run_check(target(server.url, embedding_model=None))
+    assert (result.status, result.stage) == (Status.WARNING, Stage.OPERATION), result.cause
+    assert result.cause.startswith(f"chat: HTTP 429 RESOURCE_EXHAUSTED: {QUOTA_MESSAGE}")
+    assert "limit 0" not in result.cause
+    assert "retry after" not in result.cause
+    assert len(result.cause) < 500
+
+
+def test_hostile_quota_texts_are_cleaned_and_never_show_the_key(server: GeminiServer) -> None:
+    violation = {
+        "quotaId": f"GenerateRequestsPerDay\x1b[2J\n{KEY}" + "X" * 100_000,
+        "quotaMetric": f"<script>{KEY}</script>\u0000",
+        "quotaValue": "20",
+    }
+    server.outage, server.quota_details = (
+        "quota_details",
+        [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": f"{KEY}\n" * 1000},
+            {"@type": _QUOTA_FAILURE, "violations": [violation]},
+            {"@type": _RETRY_INFO, "retryDelay": KEY},
+        ],
+    )
+    result = run_check(target(server.url, embedding_model=None))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)  # still the day's quota
+    dump = result.model_dump_json()
+    assert KEY not in dump
+    assert KEY[:12] not in dump
+    assert not any(character in result.cause + result.remediation for character in "\x1b\n\x00")
+    assert "; quota GenerateRequestsPerDay [2J ***XXX" in result.cause
+    assert len(result.cause) < 1000
 
 
 def test_a_stalled_endpoint_ends_on_time(stall: StallServer) -> None:

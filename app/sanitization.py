@@ -24,7 +24,9 @@ REDACTED = "***"
 MAX_TEXT = 500
 MIN_FRAGMENT = 4  # the shortest start of a secret recognised before a remote side's own `…`
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
+# A scheme starts where a run of scheme characters starts (the lookbehind) and is taken whole (possessive): a try
+# at every position of a long run of letters made this quadratic, minutes for a hostile megabyte.
+_URL_CREDENTIALS = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*+://)[^/\s:@]++:[^/\s@]+@")
 _TRAILING_ELLIPSIS = re.compile(r"(?:…|\.\.\.)$")
 _in_scope: ContextVar[tuple[str, ...]] = ContextVar("secrets_in_scope", default=())
 

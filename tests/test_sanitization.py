@@ -60,6 +60,13 @@ def test_without_secrets_in_scope_text_is_only_cleaned() -> None:
 
 def test_url_passwords_are_redacted() -> None:
     assert redact("see https://user:hunter2@example.test/x", []) == "see https://***@example.test/x"
+    assert redact("xhttps://u:p@h and s3+tls://k:v@bucket", []) == "xhttps://***@h and s3+tls://***@bucket"
+
+
+@pytest.mark.timeout(20)  # a scrub that retried the scheme at every letter took minutes for one hostile megabyte
+@pytest.mark.parametrize("text", ["X" * 1_000_000, "a://b:" * 170_000, "http://u:" + "p" * 1_000_000])
+def test_scrubbing_a_hostile_megabyte_is_linear(text: str) -> None:
+    assert len(clean_remote_text(text, 1_000_000)) <= 1_000_000
 
 
 @given(st.text(min_size=8, max_size=40), st.text(max_size=300), st.integers(20, 400))

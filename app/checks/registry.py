@@ -40,7 +40,9 @@ _REFERENCE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
-_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_CHALLENGE_PARAM = re.compile(
+    r'(?<!\w)(\w++)="([^"]*)"'
+)  # a name starts where a word starts: linear in a hostile header
 
 
 def _reference(value: str) -> str:

@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from app.checks.base import Stage, Status
-from app.checks.registry import RegistryTarget
+from app.checks.http import Answer
+from app.checks.registry import RegistryTarget, _challenge
 from app.results import Result
 from tests.checks import run_check
 from tests.checks.helpers import config_error
@@ -140,3 +142,10 @@ def test_the_registry_is_reached_through_the_proxy(
     result = run_check(with_password(oci_registry.token_url, images=["airia/api:1.0"]))
     assert result.status == Status.PASSED, result.cause
     assert result.facts["proxy"] == forward_proxy.open_url
+
+
+@pytest.mark.timeout(20)  # a parameter name tried at every letter took minutes for a hostile megabyte
+def test_a_hostile_challenge_header_is_read_in_linear_time() -> None:
+    header = "Bearer " + "a" * 1_000_000 + ' realm="https://auth.test/token",service="registry"'
+    answer = Answer(401, "Unauthorized", httpx.Headers({"www-authenticate": header}), b"", "http://r.test/v2/", 0, 1.0)
+    assert _challenge(answer) == ("Bearer", {"realm": "https://auth.test/token", "service": "registry"})

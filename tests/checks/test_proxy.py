@@ -328,17 +328,46 @@ def test_the_proxy_kind_names_the_inspecting_ca(
     trusted = run_check(proxy_target(destinations=[destination(secure)]))
     assert trusted.status == Status.PASSED, trusted.steps
     assert trusted.facts["intercepted_localhost"] == inspecting.issuer, trusted.steps
-    handshakes = [step for step in trusted.steps if step.name.startswith("tls handshake")]
-    assert [step.detail for step in handshakes] == [
-        "does not verify with the system trust store alone",
-        f"verifies only through the CA bundle: issued by {inspecting.issuer}, the proxy's TLS inspection or a "
-        "private CA",
+    assert [(step.name, step.detail) for step in trusted.steps if destination(secure) in step.name] == [
+        (f"CONNECT {destination(secure)}", "tunnel open"),
+        (f"tls handshake {destination(secure)}", "does not verify with the system trust store alone"),
+        (
+            f"tls handshake {destination(secure)} with the CA bundle",
+            f"verifies only through the CA bundle: issued by {inspecting.issuer}, the proxy's TLS inspection or a "
+            "private CA",
+        ),
+        (f"HEAD {destination(secure)} through the inspection", "answered 200 OK"),
     ]
     # a bundle without the inspection CA: still named as the likely inspection
     monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
     other = run_check(proxy_target(destinations=[destination(secure)]))
     assert (other.status, other.stage) == (Status.FAILED, Stage.TLS), other.steps
     assert issued in other.cause
+
+
+def test_the_proxy_kind_names_what_an_inspecting_proxy_could_not_reach(
+    inspecting: InspectingProxy, tls_servers: dict[str, HttpServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # squid opens the tunnel and shakes hands itself before it tries the destination: only its answer tells
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
+    proxy = inspecting.url.removeprefix("http://")
+    closed = f"localhost:{free_port()}"
+    down = run_check(proxy_target(url=inspecting.url, destinations=[closed], service_domain=None))
+    assert (down.status, down.stage) == (Status.FAILED, Stage.CONNECT)
+    assert down.cause == (
+        f"the proxy {proxy} inspects TLS to {closed} but did not reach it: it answered HEAD / with 503 Service "
+        "Unavailable (ERR_CONNECT_FAIL 111)"
+    )
+    assert down.remediation.startswith(f"the proxy itself could not connect to {closed}, or did not trust")
+    assert down.facts["intercepted_localhost"] == inspecting.issuer
+    # a destination whose certificate squid does not trust (its root is not among the CAs squid was given)
+    rogue = f"localhost:{tls_servers['untrusted-root'].port}"
+    distrusted = run_check(proxy_target(url=inspecting.url, destinations=[rogue], service_domain=None))
+    assert (distrusted.status, distrusted.stage) == (Status.FAILED, Stage.CONNECT)
+    assert distrusted.cause == (
+        f"the proxy {proxy} inspects TLS to {rogue} but did not reach it: it answered HEAD / with 503 Service "
+        "Unavailable (ERR_SECURE_CONNECT_FAIL 0)"
+    )
 
 
 def test_no_proxy_must_cover_the_cluster(forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:

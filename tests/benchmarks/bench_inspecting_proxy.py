@@ -3,9 +3,9 @@
     python -m tests.benchmarks.bench_inspecting_proxy
 
 Starts squid (tests/services/squid.py) STARTS times, timing until it accepts connections and until it has exited
-after SIGTERM. Then, through one squid, runs the proxy kind (two bumped tunnels: without and with the CA bundle)
-and the http kind REPEATS times each, and the http kind directly for comparison. Only loopback servers; every
-loop is bounded. Prints figures, asserts nothing.
+after SIGTERM. Then, through one squid, runs the proxy kind (two bumped tunnels, without and with the CA bundle,
+then a HEAD / through the second) and the http kind REPEATS times each, and the http kind directly for
+comparison. Only loopback servers; every loop is bounded. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations

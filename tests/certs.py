@@ -7,6 +7,7 @@
     certs.leaf("other", hosts=["elsewhere.test"])
     certs.self_signed("self")               # a leaf that signs itself
     certs.untrusted("rogue")                # a chain under a root nobody trusts; the server sends that root too
+    certs.signing("ca")                     # the intermediate CA and its key, for a server that issues certificates
 
 Each returns a ServerCert: `cert_file` (what the server presents, leaf first) and `key_file` (mode 0600).
 Keys are EC P-256, so a whole set is generated in milliseconds.
@@ -64,6 +65,11 @@ class Certificates:
         certificate = _server_certificate(key, hosts, self.intermediate, days)
         sent = [certificate, self.intermediate.certificate] if chain else [certificate]
         return self._server_cert(name, sent, key)
+
+    def signing(self, name: str) -> ServerCert:
+        """The intermediate CA itself (followed by the root) and its key, for a server that issues certificates of
+        its own, such as a TLS-inspecting proxy."""
+        return self._server_cert(name, [self.intermediate.certificate, self.root.certificate], self.intermediate.key)
 
     def self_signed(self, name: str, *, hosts: Sequence[str] = DEFAULT_HOSTS) -> ServerCert:
         key = ec.generate_private_key(ec.SECP256R1())

@@ -10,6 +10,7 @@ the pod and service ranges.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import os
 import socket
@@ -33,6 +34,7 @@ from app.checks.tls import (
 from app.sanitization import clean_remote_text
 
 MAX_HEADER = 16_384  # bytes of a CONNECT answer read before giving up on it
+UNREACHED = (502, 503, 504)  # what a proxy answers, inside an inspected tunnel, for a destination it did not reach
 
 
 def _destination(value: str) -> str:
@@ -143,18 +145,21 @@ class ProxyTarget(Target):
             else:
                 probe.note(f"issued by {certificate_facts(der)[facts.ISSUER]}")
                 return
-        with probe.step(f"{HANDSHAKE_STEP} {destination} with the CA bundle", Stage.TLS):
-            with _open_tunnel(probe, proxy, credentials, destination) as again:
+        with contextlib.ExitStack() as held:
+            with probe.step(f"{HANDSHAKE_STEP} {destination} with the CA bundle", Stage.TLS):
+                again = held.enter_context(_open_tunnel(probe, proxy, credentials, destination))
                 try:
-                    der = _peer_certificate(probe, again, name, client_context())
+                    tls = held.enter_context(_verified(probe, again, name, client_context()))
                 except ssl.SSLCertVerificationError as error:
                     raise self._replaced(probe, proxy, credentials, destination, error) from None
-            issuer = str(certificate_facts(der)[facts.ISSUER])
-            probe.facts[f"intercepted_{name}"] = issuer
-            # a private CA of the destination looks the same from here: the note says both
-            probe.note(
-                f"verifies only through the CA bundle: issued by {issuer}, the proxy's TLS inspection or a private CA"
-            )
+                issuer = str(certificate_facts(tls.getpeercert(binary_form=True) or b"")[facts.ISSUER])
+                probe.facts[f"intercepted_{name}"] = issuer
+                # a private CA of the destination looks the same from here: the note says both
+                probe.note(
+                    f"verifies only through the CA bundle: issued by {issuer}, the proxy's TLS inspection or a "
+                    "private CA"
+                )
+            _relayed(probe, tls, proxy, destination)
 
     def _replaced(
         self,
@@ -238,14 +243,57 @@ def _in_cluster_api_server() -> str:
 
 def _peer_certificate(probe: Probe, sock: socket.socket, name: str, context: ssl.SSLContext) -> bytes:
     """The DER certificate of a verified TLS handshake over sock; a verification failure is raised as is."""
+    with _verified(probe, sock, name, context) as tls:
+        return tls.getpeercert(binary_form=True) or b""
+
+
+def _verified(probe: Probe, sock: socket.socket, name: str, context: ssl.SSLContext) -> ssl.SSLSocket:
+    """A verified TLS connection over sock; a verification failure is raised as is, other failures classified."""
     sock.settimeout(probe.remaining())
     try:
-        with context.wrap_socket(sock, server_hostname=name) as tls:
-            return tls.getpeercert(binary_form=True) or b""
+        return context.wrap_socket(sock, server_hostname=name)
     except ssl.SSLCertVerificationError:
         raise
     except OSError as error:
         raise tls_failure(error, name) from None
+
+
+def _relayed(probe: Probe, tls: ssl.SSLSocket, proxy: tuple[str, int, bool], destination: str) -> None:
+    """A request through an inspected tunnel: an inspecting proxy opens the tunnel and shakes hands itself before it
+    reaches the destination, so only its answer to a request shows whether it got there (or its error page)."""
+    host, port, _ = proxy
+    with probe.step(f"HEAD {destination} through the inspection", Stage.CONNECT):
+        tls.settimeout(probe.remaining())
+        try:
+            tls.sendall(f"HEAD / HTTP/1.1\r\nHost: {destination}\r\nConnection: close\r\n\r\n".encode())
+            version, answer, headers = _read_head(tls)
+        except TimeoutError:
+            raise CheckFailed(
+                Stage.CONNECT,
+                f"no answer from {destination} through the proxy {host}:{port}'s TLS inspection in time",
+                NO_ANSWER[Stage.CONNECT],
+            ) from None
+        except OSError as error:
+            raise CheckFailed(
+                Stage.CONNECT,
+                f"the proxy {host}:{port} broke off the inspected tunnel to {destination} ({type(error).__name__})",
+                "the proxy's log says why",
+            ) from None
+        status = clean_remote_text(answer, 120)
+        if not version.startswith("HTTP/") or not status[:3].isdigit():
+            probe.note("answered, not over HTTP")
+            return
+        if int(status[:3]) in UNREACHED:
+            # the proxy's own words, where it gives them: squid's error name or RFC 9209's Proxy-Status
+            said = headers.get("proxy-status") or headers.get("x-squid-error")
+            raise CheckFailed(
+                Stage.CONNECT,
+                f"the proxy {host}:{port} inspects TLS to {destination} but did not reach it: it answered HEAD / "
+                f"with {status}" + (f" ({clean_remote_text(said, 120)})" if said else ""),
+                f"the proxy itself could not connect to {destination}, or did not trust its certificate (an "
+                "inspecting proxy verifies the destination with its own trust store): its log says which",
+            )
+        probe.note(f"answered {status}")
 
 
 def _open_tunnel(probe: Probe, proxy: tuple[str, int, bool], credentials: str, destination: str) -> socket.socket:
@@ -289,18 +337,31 @@ def _open_tunnel(probe: Probe, proxy: tuple[str, int, bool], credentials: str, d
 
 def _read_status(sock: socket.socket, proxy: str) -> str:
     """The status of the proxy's answer ("200 Connection established"), read up to the end of its headers."""
-    answer = b""
-    while b"\r\n\r\n" not in answer and len(answer) < MAX_HEADER:
-        chunk = sock.recv(MAX_HEADER - len(answer))
-        if not chunk:
-            break
-        answer += chunk
-    first = answer.split(b"\r\n", 1)[0].decode("latin-1")
-    version, _, status = first.partition(" ")
+    version, status, _ = _read_head(sock)
     if not version.startswith("HTTP/") or not status[:3].isdigit():
+        first = f"{version} {status}".strip()
         raise CheckFailed(
             Stage.CONNECT,
             f"{proxy} does not answer like an HTTP proxy: {clean_remote_text(first, 80) or '(nothing)'}",
             "check the proxy's host and port (and http:// vs https:// in its URL)",
         )
     return clean_remote_text(status, 120)
+
+
+def _read_head(sock: socket.socket) -> tuple[str, str, dict[str, str]]:
+    """An HTTP answer's version, status ("200 Connection established") and headers (lower-case names), read up to
+    the end of its headers (or MAX_HEADER bytes)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < MAX_HEADER:
+        chunk = sock.recv(MAX_HEADER - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+    first, *lines = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    version, _, status = first.partition(" ")
+    headers = {}
+    for line in lines:
+        field, colon, value = line.partition(":")
+        if colon:
+            headers[field.strip().lower()] = value.strip()
+    return version, status, headers

@@ -1,5 +1,5 @@
 """The proxy environment (HTTPS_PROXY / HTTP_PROXY / NO_PROXY) as every kind honours it, and the proxy kind, against
-a real tinyproxy on 127.0.0.1 and a TLS-inspecting proxy written for the tests."""
+a real tinyproxy on 127.0.0.1 (CONNECT, 407, a filtered destination) and a real squid that inspects TLS."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from tests.certs import Certificates
 from tests.checks import run_check
 from tests.checks.helpers import config_error
 from tests.checks.http_server import HttpServer, Reply
-from tests.checks.inspecting_proxy import InspectingProxy
 from tests.checks.openai_server import KEY, OpenAiServer
 from tests.servers import free_port
+from tests.services import squid
 from tests.services.proxy import FILTERED_HOST, PASSWORD, USER, ForwardProxy
+from tests.services.squid import InspectingProxy
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
 
@@ -45,6 +46,13 @@ def plain() -> Iterator[HttpServer]:
 def secure(certs: Certificates) -> Iterator[HttpServer]:
     with HttpServer(lambda _: Reply(200, b"ok"), certs.leaf("proxied")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def inspecting(certs: Certificates) -> Iterator[InspectingProxy]:
+    """squid bumping every tunnel; it trusts the CA of `secure` (and of `tls_servers`)."""
+    with squid.started(trusting=[certs.ca_file]) as proxy:
+        yield proxy
 
 
 def use_proxy(monkeypatch: pytest.MonkeyPatch, url: str, no_proxy: str = "") -> None:
@@ -215,6 +223,26 @@ def test_openai_goes_through_the_proxy(forward_proxy: ForwardProxy, monkeypatch:
         assert "tinyproxy" in server.requests[0].headers.get("via", "")
 
 
+def test_http_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bundle(
+    inspecting: InspectingProxy, secure: HttpServer, certs: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_proxy(monkeypatch, inspecting.url)
+    url = f"https://localhost:{secure.port}/"  # by name: squid does not verify a destination by its address
+    untrusted = run_check(http(url))
+    assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
+    assert untrusted.cause == "the chain ends in a root CA that is not trusted"
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
+    trusted = run_check(http(url))
+    assert trusted.status == Status.PASSED, trusted.cause
+    assert trusted.facts[facts.PROXY] == inspecting.url
+    assert "squid" in secure.requests[-1].headers.get("via", "")  # squid read the request and sent it on itself
+    # the destination's own CA does not help: what the pod sees is squid's certificate
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
+    own = run_check(http(url))
+    assert (own.status, own.stage) == (Status.FAILED, Stage.TLS)
+    assert own.cause == "the chain ends in a root CA that is not trusted"
+
+
 # --- kinds that connect directly warn ---------------------------------------------------------------------------
 
 
@@ -286,34 +314,60 @@ def test_the_proxy_kind_reports_the_proxys_own_reason_per_destination(forward_pr
 
 
 def test_the_proxy_kind_names_the_inspecting_ca(
-    secure: HttpServer, certs: Certificates, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    inspecting: InspectingProxy, secure: HttpServer, certs: Certificates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inspection = Certificates(tmp_path_factory.mktemp("inspection"), organisation="Corp Inspection")
-    proxy = InspectingProxy(inspection)
-    try:
-        result = run_check(proxy_target(url=proxy.url, destinations=[destination(secure)], service_domain=None))
-        assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
-        assert "issued by CN=Corp Inspection Intermediate CA, likely the proxy's TLS inspection" in result.cause
-        assert "caBundle (TESTPOD_CA_BUNDLE)" in result.remediation
-        # once the platform trusts the inspection CA through the bundle, the tunnel works and says it is inspected
-        monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspection.ca_file))
-        use_proxy(monkeypatch, proxy.url, no_proxy=".cluster.local")
-        trusted = run_check(proxy_target(destinations=[destination(secure)]))
-        assert trusted.status == Status.PASSED, trusted.steps
-        assert trusted.facts["intercepted_localhost"] == "CN=Corp Inspection Intermediate CA", trusted.steps
-        handshakes = [step for step in trusted.steps if step.name.startswith("tls handshake")]
-        assert [step.detail for step in handshakes] == [
-            "does not verify with the system trust store alone",
-            "verifies only through the CA bundle: issued by CN=Corp Inspection Intermediate CA, the proxy's TLS "
-            "inspection or a private CA",
-        ]
-        # a bundle without the inspection CA: still named as the likely inspection
-        monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
-        other = run_check(proxy_target(destinations=[destination(secure)]))
-        assert (other.status, other.stage) == (Status.FAILED, Stage.TLS), other.steps
-        assert "issued by CN=Corp Inspection Intermediate CA, likely the proxy's TLS inspection" in other.cause
-    finally:
-        proxy.close()
+    issued = f"issued by {inspecting.issuer}, likely the proxy's TLS inspection"
+    result = run_check(proxy_target(url=inspecting.url, destinations=[destination(secure)], service_domain=None))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.TLS)
+    assert issued in result.cause
+    assert "caBundle (TESTPOD_CA_BUNDLE)" in result.remediation
+    assert result.facts["intercepted_localhost"] == inspecting.issuer
+    # once the platform trusts the inspection CA through the bundle, the tunnel works and says it is inspected
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
+    use_proxy(monkeypatch, inspecting.url, no_proxy=".cluster.local")
+    trusted = run_check(proxy_target(destinations=[destination(secure)]))
+    assert trusted.status == Status.PASSED, trusted.steps
+    assert trusted.facts["intercepted_localhost"] == inspecting.issuer, trusted.steps
+    assert [(step.name, step.detail) for step in trusted.steps if destination(secure) in step.name] == [
+        (f"CONNECT {destination(secure)}", "tunnel open"),
+        (f"tls handshake {destination(secure)}", "does not verify with the system trust store alone"),
+        (
+            f"tls handshake {destination(secure)} with the CA bundle",
+            f"verifies only through the CA bundle: issued by {inspecting.issuer}, the proxy's TLS inspection or a "
+            "private CA",
+        ),
+        (f"HEAD {destination(secure)} through the inspection", "answered 200 OK"),
+    ]
+    # a bundle without the inspection CA: still named as the likely inspection
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
+    other = run_check(proxy_target(destinations=[destination(secure)]))
+    assert (other.status, other.stage) == (Status.FAILED, Stage.TLS), other.steps
+    assert issued in other.cause
+
+
+def test_the_proxy_kind_names_what_an_inspecting_proxy_could_not_reach(
+    inspecting: InspectingProxy, tls_servers: dict[str, HttpServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # squid opens the tunnel and shakes hands itself before it tries the destination: only its answer tells
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
+    proxy = inspecting.url.removeprefix("http://")
+    closed = f"localhost:{free_port()}"
+    down = run_check(proxy_target(url=inspecting.url, destinations=[closed], service_domain=None))
+    assert (down.status, down.stage) == (Status.FAILED, Stage.CONNECT)
+    assert down.cause == (
+        f"the proxy {proxy} inspects TLS to {closed} but did not reach it: it answered HEAD / with 503 Service "
+        "Unavailable (ERR_CONNECT_FAIL 111)"
+    )
+    assert down.remediation.startswith(f"the proxy itself could not connect to {closed}, or did not trust")
+    assert down.facts["intercepted_localhost"] == inspecting.issuer
+    # a destination whose certificate squid does not trust (its root is not among the CAs squid was given)
+    rogue = f"localhost:{tls_servers['untrusted-root'].port}"
+    distrusted = run_check(proxy_target(url=inspecting.url, destinations=[rogue], service_domain=None))
+    assert (distrusted.status, distrusted.stage) == (Status.FAILED, Stage.CONNECT)
+    assert distrusted.cause == (
+        f"the proxy {proxy} inspects TLS to {rogue} but did not reach it: it answered HEAD / with 503 Service "
+        "Unavailable (ERR_SECURE_CONNECT_FAIL 0)"
+    )
 
 
 def test_no_proxy_must_cover_the_cluster(forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,10 @@
-"""The data-store kinds that speak HTTP (s3, azure_blob) through a real proxy and with the private CA bundle."""
+"""The data-store kinds that speak HTTP (s3, azure_blob) through a real proxy, through a real squid that inspects
+TLS, and with the private CA bundle."""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,19 +17,36 @@ from tests.integration import test_postgres as pg_kind
 from tests.integration import test_s3 as s3_kind
 from tests.integration.s3_helpers import no_ambient_aws  # noqa: F401 - the autouse fixture, for these tests too
 from tests.servers import free_port
+from tests.services import squid
 from tests.services.azurite import Azurite
 from tests.services.cassandra import CassandraServer
 from tests.services.postgres import PostgresServer
 from tests.services.proxy import ForwardProxy
 from tests.services.s3 import S3Server
+from tests.services.squid import InspectingProxy
 
 pytestmark = pytest.mark.integration
+
+UNTRUSTED = "the chain ends in a root CA that is not trusted"  # squid's certificate, without its CA in the bundle
 
 
 @pytest.fixture(autouse=True)
 def clean_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy", "TESTPOD_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def inspecting(azurite_https: Azurite, s3_tls: S3Server) -> Iterator[InspectingProxy]:
+    """squid inspecting TLS: it trusts the servers' own CAs, and the pod must trust squid's inspection CA."""
+    assert azurite_https.ca_file and s3_tls.ca_file
+    with squid.started(trusting=[azurite_https.ca_file, s3_tls.ca_file]) as proxy:
+        yield proxy
+
+
+def by_name(endpoint: str) -> str:
+    """The endpoint named localhost: squid verifies a destination's certificate by name only, never by address."""
+    return endpoint.replace("://127.0.0.1:", "://localhost:")
 
 
 async def test_s3_goes_through_the_proxy_and_fails_naming_it_when_it_is_down(
@@ -119,3 +140,47 @@ async def test_cassandra_warns_about_a_proxy_it_cannot_use(
     proxied = await check_target(cassandra_kind.target(cassandra))
     assert proxied.status == Status.WARNING, proxied.cause
     assert f"NO_PROXY does not exclude {cassandra.host}:{cassandra.port}" in proxied.cause
+
+
+async def test_s3_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bundle(
+    s3_tls: S3Server, inspecting: InspectingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = dataclasses.replace(s3_tls, endpoint=by_name(s3_tls.endpoint))
+    monkeypatch.setenv("HTTPS_PROXY", inspecting.url)
+    untrusted = await check_target(s3_kind.target(store, ca_file=None))
+    assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
+    assert untrusted.cause == UNTRUSTED
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
+    trusted = await check_target(s3_kind.target(store, ca_file=None))
+    assert trusted.status == Status.PASSED, trusted.cause
+    assert trusted.facts[facts.PROXY] == inspecting.url
+    assert [name for name, _ in s3_kind.steps(trusted)] == ["auth", "bucket", "write", "read", "delete"]
+    # the store's own CA as ca_file replaces the bundle: the certificate squid forged no longer verifies
+    replaced = await check_target(s3_kind.target(store))
+    assert (replaced.status, replaced.stage) == (Status.FAILED, Stage.TLS)
+    assert replaced.cause == UNTRUSTED
+
+
+async def test_azure_blob_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bundle(
+    azurite_https: Azurite, inspecting: InspectingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = dataclasses.replace(azurite_https, host="localhost")
+    container = f"probe-inspected-{free_port()}"
+    azurite_https.service().create_container(container)
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", inspecting.url)
+        untrusted = await check_target(blob.target(account, container))
+        assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
+        assert untrusted.cause == UNTRUSTED
+        monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
+        trusted = await check_target(blob.target(account, container))
+        assert trusted.status == Status.PASSED, trusted.cause
+        assert trusted.facts[facts.PROXY] == inspecting.url
+        # the account's own CA does not help: what the pod sees is squid's certificate
+        monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(azurite_https.ca_file))
+        own = await check_target(blob.target(account, container))
+        assert (own.status, own.stage) == (Status.FAILED, Stage.TLS)
+        assert own.cause == UNTRUSTED
+    finally:
+        monkeypatch.delenv("HTTPS_PROXY")
+        azurite_https.service().delete_container(container)

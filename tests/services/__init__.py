@@ -15,7 +15,7 @@ import os
 import pytest
 
 # module names under tests.services, in install order
-SERVICES: list[str] = ["postgres", "cassandra", "azurite", "s3", "versitygw", "proxy", "registry"]
+SERVICES: list[str] = ["postgres", "cassandra", "azurite", "s3", "versitygw", "proxy", "squid", "registry"]
 
 
 def unavailable(service: str, why: str) -> None:

@@ -48,11 +48,12 @@ class Azurite:
     port: int
     scheme: str = "http"
     ca_file: str | None = None  # https only: the CA that signed its certificate
+    host: str = "127.0.0.1"  # or localhost, which its certificate names too
 
     @property
     def endpoint(self) -> str:
         """The account's blob endpoint, path style as emulators use it."""
-        return f"{self.scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
+        return f"{self.scheme}://{self.host}:{self.port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:

@@ -22,7 +22,6 @@ from tests.checks import run_check
 from tests.checks.helpers import config_error
 from tests.checks.http_server import HttpServer, Reply
 from tests.checks.openai_server import KEY, OpenAiServer
-from tests.servers import free_port
 from tests.services import squid
 from tests.services.proxy import FILTERED_HOST, PASSWORD, USER, ForwardProxy
 from tests.services.squid import InspectingProxy
@@ -156,18 +155,18 @@ def test_https_tunnels_through_the_proxy_with_the_handshake_as_its_own_step(
 
 
 def test_no_proxy_sends_the_request_directly(
-    forward_proxy: ForwardProxy, plain: HttpServer, monkeypatch: pytest.MonkeyPatch
+    forward_proxy: ForwardProxy, plain: HttpServer, closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_proxy(monkeypatch, f"http://127.0.0.1:{free_port()}", no_proxy="localhost,127.0.0.0/8")
+    use_proxy(monkeypatch, f"http://127.0.0.1:{closed_port}", no_proxy="localhost,127.0.0.0/8")
     result = run_check(http(plain.url))
     assert result.status == Status.PASSED, result.cause
     assert result.facts[facts.PROXY] == "direct (NO_PROXY)"
 
 
 def test_a_proxy_that_is_down_fails_at_connect_naming_the_proxy(
-    plain: HttpServer, monkeypatch: pytest.MonkeyPatch
+    plain: HttpServer, closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = free_port()
+    port = closed_port
     use_proxy(monkeypatch, f"http://127.0.0.1:{port}")
     result = run_check(http(plain.url))
     assert result.status == Status.FAILED
@@ -304,8 +303,10 @@ def test_the_proxy_kind_names_a_407_and_passes_with_credentials(
     assert PASSWORD not in shown(accepted)
 
 
-def test_the_proxy_kind_reports_the_proxys_own_reason_per_destination(forward_proxy: ForwardProxy) -> None:
-    closed = free_port()
+def test_the_proxy_kind_reports_the_proxys_own_reason_per_destination(
+    forward_proxy: ForwardProxy, closed_port: int
+) -> None:
+    closed = closed_port
     result = run_check(proxy_target(url=forward_proxy.open_url, destinations=[f"127.0.0.1:{closed}"]))
     assert (result.status, result.stage) == (Status.FAILED, Stage.CONNECT)
     assert result.cause.endswith(f"refused CONNECT to 127.0.0.1:{closed}: 500 Unable to connect")
@@ -346,12 +347,12 @@ def test_the_proxy_kind_names_the_inspecting_ca(
 
 
 def test_the_proxy_kind_names_what_an_inspecting_proxy_could_not_reach(
-    inspecting: InspectingProxy, tls_servers: dict[str, HttpServer], monkeypatch: pytest.MonkeyPatch
+    inspecting: InspectingProxy, tls_servers: dict[str, HttpServer], closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # squid opens the tunnel and shakes hands itself before it tries the destination: only its answer tells
     monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
     proxy = inspecting.url.removeprefix("http://")
-    closed = f"localhost:{free_port()}"
+    closed = f"localhost:{closed_port}"
     down = run_check(proxy_target(url=inspecting.url, destinations=[closed], service_domain=None))
     assert (down.status, down.stage) == (Status.FAILED, Stage.CONNECT)
     assert down.cause == (

@@ -50,7 +50,7 @@ def by_name(endpoint: str) -> str:
 
 
 async def test_s3_goes_through_the_proxy_and_fails_naming_it_when_it_is_down(
-    s3: S3Server, forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+    s3: S3Server, forward_proxy: ForwardProxy, closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", forward_proxy.open_url)
     result = await check_target(s3_kind.target(s3))
@@ -58,7 +58,7 @@ async def test_s3_goes_through_the_proxy_and_fails_naming_it_when_it_is_down(
     assert result.facts[facts.PROXY] == forward_proxy.open_url
     assert [name for name, _ in s3_kind.steps(result)] == ["auth", "bucket", "write", "read", "delete"]
 
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
     down = await check_target(s3_kind.target(s3))
     assert (down.status, down.stage) == (Status.FAILED, Stage.AUTH)
     assert "proxy" in down.cause.lower()

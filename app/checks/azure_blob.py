@@ -382,7 +382,8 @@ class AzureBlobTarget(Target):
         if isinstance(error, ServiceRequestError):  # the request never got out
             ssl_error = find_cause(error, ssl.SSLError)
             if ssl_error is not None:
-                return tls_failure(ssl_error, host)
+                proxied = proxy_env.ProxySettings.from_env().for_url(endpoint)
+                return proxy_env.tls_through(tls_failure(ssl_error, host), ssl_error, proxied)
             os_error = find_cause(error, OSError, lambda e: e.errno is not None)
             proxy = proxy_env.ProxySettings.from_env().for_url(endpoint)
             if proxy:

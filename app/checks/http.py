@@ -239,8 +239,7 @@ def exchange(
     import httpx
 
     request = client.build_request(method, url, headers=headers, json=json, data=form, timeout=probe.remaining())
-    proxy_env.record(probe, str(request.url))
-    phases = _Phases(probe, request.url)
+    phases = _Phases(probe, request.url, proxy_env.record(probe, str(request.url)))
     request.extensions["trace"] = phases
     started = time.perf_counter()
     with phases:
@@ -292,12 +291,14 @@ _STEPS = {
 class _Phases(ExitStack):
     """httpx trace events as the probe's steps: the step in progress is where a failure or a timeout is reported."""
 
-    def __init__(self, probe: Probe, url: httpx.URL) -> None:
+    def __init__(self, probe: Probe, url: httpx.URL, proxy: str) -> None:
         super().__init__()
         self.probe = probe
         self.in_step = False
         self.host, self.port = url.host, default_port(url.scheme, url.port)
         self.destination = f"{self.host}:{self.port}"
+        self.proxy = proxy  # "" when direct
+        self.tls_host = url.host  # the name TLS verifies: the destination's, also inside a proxy's tunnel
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event in _STEPS:
@@ -332,7 +333,7 @@ class _Phases(ExitStack):
             return proxy_env.refusal(str(error), f"{self.host}:{self.port}", self.destination)
         underlying = ssl_error or os_error
         if stage == Stage.TLS and underlying is not None:
-            return tls_failure(underlying, self.host)
+            return proxy_env.tls_through(tls_failure(underlying, self.tls_host), underlying, self.proxy)
         if isinstance(os_error, socket.gaierror):
             return resolver_failure(self.host, os_error)
         if isinstance(error, httpx.ConnectError) and where != self.destination:  # the connection was to the proxy

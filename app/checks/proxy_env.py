@@ -230,6 +230,21 @@ def refusal(answer: str, proxy: str, destination: str) -> CheckFailed:
     )
 
 
+def tls_through(failure: CheckFailed, error: BaseException | None, proxy: str) -> CheckFailed:
+    """A certificate that did not verify through a proxy's tunnel: the proxy's TLS inspection is the first suspect,
+    and no handshake from the pod can tell (every path out goes through the proxy). Other failures stay as they are."""
+    import ssl
+
+    if not proxy or not isinstance(error, ssl.SSLCertVerificationError):
+        return failure
+    return CheckFailed(
+        failure.stage,
+        f"{failure.cause} (through the proxy {redacted(proxy)})",
+        "if the proxy inspects TLS, the platform must trust its CA: put it in the chart's caBundle "
+        f"(TESTPOD_CA_BUNDLE); a proxy target names the issuer. Otherwise: {failure.remediation}",
+    )
+
+
 def warn_if_proxied(probe: Probe, host: str, port: int, settings: ProxySettings | None = None) -> None:
     """For kinds that connect directly: a warning when a proxy is set and NO_PROXY does not exclude host."""
     current = settings or ProxySettings.from_env()

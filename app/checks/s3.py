@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import FilePath, SecretStr, StringConstraints, field_validator, model_validator
 
-from app.checks import aws, facts
+from app.checks import aws, facts, proxy_env
 from app.checks.base import CLEAN_UP_GRACE, CheckFailed, ConfiguredUrl, HeaderSecret, Probe, Stage, Target, find_cause
 from app.checks.net import DROPPED, NO_ANSWER, connect, default_port, resolve
 from app.checks.tls import handshake_step, tls_failure
@@ -340,8 +340,10 @@ class S3Target(Target):
         if isinstance(error, exceptions.ReadTimeoutError):
             return CheckFailed(stage, f"{action} got no answer before the timeout", NO_ANSWER[Stage.OPERATION])
         if isinstance(error, exceptions.SSLError):
-            host = urlsplit(str(probe.facts.get(facts.ENDPOINT, ""))).hostname or ""
-            return tls_failure(find_cause(error, ssl.SSLError) or OSError(str(error)), host)
+            endpoint = str(probe.facts.get(facts.ENDPOINT, ""))
+            underlying = find_cause(error, ssl.SSLError) or OSError(str(error))
+            failure = tls_failure(underlying, urlsplit(endpoint).hostname or "")
+            return proxy_env.tls_through(failure, underlying, proxy_env.ProxySettings.from_env().for_url(endpoint))
         if isinstance(error, exceptions.EndpointConnectionError):
             return CheckFailed(
                 Stage.CONNECT,

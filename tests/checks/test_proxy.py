@@ -229,7 +229,8 @@ def test_http_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bundle(
     url = f"https://localhost:{secure.port}/"  # by name: squid does not verify a destination by its address
     untrusted = run_check(http(url))
     assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
-    assert untrusted.cause == "the chain ends in a root CA that is not trusted"
+    assert untrusted.cause == f"the chain ends in a root CA that is not trusted (through the proxy {inspecting.url})"
+    assert "caBundle (TESTPOD_CA_BUNDLE)" in untrusted.remediation
     monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
     trusted = run_check(http(url))
     assert trusted.status == Status.PASSED, trusted.cause
@@ -239,7 +240,8 @@ def test_http_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bundle(
     monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(certs.ca_file))
     own = run_check(http(url))
     assert (own.status, own.stage) == (Status.FAILED, Stage.TLS)
-    assert own.cause == "the chain ends in a root CA that is not trusted"
+    assert own.cause == f"the chain ends in a root CA that is not trusted (through the proxy {inspecting.url})"
+    assert "caBundle (TESTPOD_CA_BUNDLE)" in own.remediation
 
 
 # --- kinds that connect directly warn ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from app.checks import facts
 from app.checks.base import Stage, Status
+from app.results import Result
 from app.runner import check_target
 from tests.integration import test_azure_blob as blob
 from tests.integration import test_cassandra as cassandra_kind
@@ -28,6 +29,13 @@ from tests.services.squid import InspectingProxy
 pytestmark = pytest.mark.integration
 
 UNTRUSTED = "the chain ends in a root CA that is not trusted"  # squid's certificate, without its CA in the bundle
+
+
+def names_the_inspection(result: Result, proxy: InspectingProxy) -> bool:
+    """The failure says the chain came through the proxy, and the remediation starts with its inspection CA."""
+    return result.cause == f"{UNTRUSTED} (through the proxy {proxy.url})" and result.remediation.startswith(
+        "if the proxy inspects TLS, the platform must trust its CA: put it in the chart's caBundle"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +157,7 @@ async def test_s3_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bun
     monkeypatch.setenv("HTTPS_PROXY", inspecting.url)
     untrusted = await check_target(s3_kind.target(store, ca_file=None))
     assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
-    assert untrusted.cause == UNTRUSTED
+    assert names_the_inspection(untrusted, inspecting), untrusted.cause
     monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
     trusted = await check_target(s3_kind.target(store, ca_file=None))
     assert trusted.status == Status.PASSED, trusted.cause
@@ -158,7 +166,7 @@ async def test_s3_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bun
     # the store's own CA as ca_file replaces the bundle: the certificate squid forged no longer verifies
     replaced = await check_target(s3_kind.target(store))
     assert (replaced.status, replaced.stage) == (Status.FAILED, Stage.TLS)
-    assert replaced.cause == UNTRUSTED
+    assert names_the_inspection(replaced, inspecting), replaced.cause
 
 
 async def test_azure_blob_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bundle(
@@ -171,7 +179,7 @@ async def test_azure_blob_through_an_inspecting_proxy_passes_only_with_its_ca_in
         monkeypatch.setenv("HTTPS_PROXY", inspecting.url)
         untrusted = await check_target(blob.target(account, container))
         assert (untrusted.status, untrusted.stage) == (Status.FAILED, Stage.TLS)
-        assert untrusted.cause == UNTRUSTED
+        assert names_the_inspection(untrusted, inspecting), untrusted.cause
         monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
         trusted = await check_target(blob.target(account, container))
         assert trusted.status == Status.PASSED, trusted.cause
@@ -180,7 +188,7 @@ async def test_azure_blob_through_an_inspecting_proxy_passes_only_with_its_ca_in
         monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(azurite_https.ca_file))
         own = await check_target(blob.target(account, container))
         assert (own.status, own.stage) == (Status.FAILED, Stage.TLS)
-        assert own.cause == UNTRUSTED
+        assert names_the_inspection(own, inspecting), own.cause
     finally:
         monkeypatch.delenv("HTTPS_PROXY")
         azurite_https.service().delete_container(container)

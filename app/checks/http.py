@@ -385,6 +385,14 @@ def _unexpected_status(answer: Answer, expected: list[int]) -> CheckFailed:
         )
     if status == 404:
         return CheckFailed(Stage.OPERATION, cause, "nothing is served at this path: check the URL (and the ingress)")
+    said = proxy_env.intermediary_error(answer.headers)
+    if status >= 500 and said:
+        return CheckFailed(
+            Stage.OPERATION,
+            f"{cause}; the proxy in between says: {said}",
+            "a proxy or ingress on the way answered for the service it could not reach or did not trust (an "
+            "inspecting egress proxy verifies the destination with its own trust store): its log says which",
+        )
     if status >= 500:
         return CheckFailed(
             Stage.OPERATION,

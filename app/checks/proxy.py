@@ -284,12 +284,11 @@ def _relayed(probe: Probe, tls: ssl.SSLSocket, proxy: tuple[str, int, bool], des
             probe.note("answered, not over HTTP")
             return
         if int(status[:3]) in UNREACHED:
-            # the proxy's own words, where it gives them: squid's error name or RFC 9209's Proxy-Status
-            said = headers.get("proxy-status") or headers.get("x-squid-error")
+            said = proxy_env.intermediary_error(headers)
             raise CheckFailed(
                 Stage.CONNECT,
                 f"the proxy {host}:{port} inspects TLS to {destination} but did not reach it: it answered HEAD / "
-                f"with {status}" + (f" ({clean_remote_text(said, 120)})" if said else ""),
+                f"with {status}" + (f" ({said})" if said else ""),
                 f"the proxy itself could not connect to {destination}, or did not trust its certificate (an "
                 "inspecting proxy verifies the destination with its own trust store): its log says which",
             )

@@ -230,6 +230,12 @@ def refusal(answer: str, proxy: str, destination: str) -> CheckFailed:
     )
 
 
+def intermediary_error(headers: Mapping[str, str]) -> str:
+    """What a proxy says about its own error answer: RFC 9209's Proxy-Status, or squid's X-Squid-Error; "" if none."""
+    said = headers.get("proxy-status") or headers.get("x-squid-error") or ""
+    return clean_remote_text(said, 120)
+
+
 def tls_through(failure: CheckFailed, error: BaseException | None, proxy: str) -> CheckFailed:
     """A certificate that did not verify through a proxy's tunnel: the proxy's TLS inspection is the first suspect,
     and no handshake from the pod can tell (every path out goes through the proxy). Other failures stay as they are."""

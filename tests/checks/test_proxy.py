@@ -244,6 +244,18 @@ def test_http_through_an_inspecting_proxy_passes_only_with_its_ca_in_the_bundle(
     assert "caBundle (TESTPOD_CA_BUNDLE)" in own.remediation
 
 
+def test_http_through_an_inspecting_proxy_names_what_the_proxy_could_not_reach(
+    inspecting: InspectingProxy, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_proxy(monkeypatch, inspecting.url)
+    monkeypatch.setenv("TESTPOD_CA_BUNDLE", str(inspecting.ca_file))
+    result = run_check(http(f"https://localhost:{closed_port}/"))
+    assert (result.status, result.stage) == (Status.FAILED, Stage.OPERATION)
+    assert result.cause.startswith("HTTP 503 Service Unavailable, expected 200")
+    assert result.cause.endswith("; the proxy in between says: ERR_CONNECT_FAIL 111"), result.cause
+    assert result.remediation.startswith("a proxy or ingress on the way answered for the service it could not reach")
+
+
 # --- kinds that connect directly warn ---------------------------------------------------------------------------
 
 

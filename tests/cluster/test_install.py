@@ -27,12 +27,12 @@ from tests.cluster.layout import NODE_NAME
 from tests.deploy.dockerfile import DOCKERFILE, healthcheck, stages
 
 
-def pod(release: str = RELEASE) -> dict[str, Any]:
+def pod(release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, Any]:
     """The release's one running server pod."""
     listed = json.loads(
         node.kubectl(
             "-n",
-            NAMESPACE,
+            namespace,
             "get",
             "pods",
             "-l",
@@ -63,15 +63,15 @@ def probe_counts(pod_name: str) -> dict[tuple[str, str], int]:
     return counts
 
 
-def auth_password(secret: str) -> str:
+def auth_password(secret: str, namespace: str = NAMESPACE) -> str:
     """The password as README and NOTES.txt read it: `get secret … -o jsonpath='{.data.auth_password}' | base64 -d`."""
-    encoded = node.kubectl("-n", NAMESPACE, "get", "secret", secret, "-o", "jsonpath={.data.auth_password}")
+    encoded = node.kubectl("-n", namespace, "get", "secret", secret, "-o", "jsonpath={.data.auth_password}")
     return base64.b64decode(encoded).decode()
 
 
-def run_through_the_api(service: str, password: str) -> dict[str, Any]:
+def run_through_the_api(service: str, password: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     """Sign in through a port-forward to the Service, start a run, and read its results when it lands."""
-    with port_forward(NAMESPACE, f"service/{service}", 8080) as port, netns.inside_node():
+    with port_forward(namespace, f"service/{service}", 8080) as port, netns.inside_node():
         return _run(f"http://127.0.0.1:{port}", password)
 
 

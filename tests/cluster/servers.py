@@ -3,6 +3,7 @@
     with postgres() as db: ...      # PostgreSQL 15 (Debian's), TLS on, one database and role; password rotation
     with s3() as store: ...         # moto's S3 server, one bucket
     with http_server() as url: ...  # a plain HTTP server answering 200
+    with stalled_server() as url: ...  # accepts connections and never answers
     with registry() as mirror: ...  # CNCF distribution over TLS (a CA made here) with htpasswd auth
 
 Each starts its process with `netns.command` (or binds its socket from inside the node), so nothing listens
@@ -34,6 +35,7 @@ from typing import Any
 from tests.certs import Certificates
 from tests.cluster import netns, node
 from tests.cluster.layout import NODE_IP, REGISTRY_PORT
+from tests.servers import StallServer
 from tests.services import registry as oci
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -230,6 +232,16 @@ def http_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def stalled_server() -> Iterator[str]:
+    with netns.inside_node():  # listening in the node's namespace; the accepting thread needs no namespace
+        server = StallServer(NODE_IP)
+    try:
+        yield f"http://{NODE_IP}:{server.port}/"
+    finally:
+        server.close()
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,10 @@ class ClosedPort:
 class StallServer:
     """Accepts every connection and never sends a byte: the stand-in for a black-holed or hung service."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind((host, 0))
         self._sock.listen(512)
         self.port = int(self._sock.getsockname()[1])
         self._held: list[socket.socket] = []

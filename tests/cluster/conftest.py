@@ -157,11 +157,15 @@ RELEASE = "readiness"
 FULLNAME = f"{RELEASE}-airia-test-pod"
 
 
+STALL_TIMEOUT = 5.0  # seconds: the stalled target's own timeout, within which it must fail
+
+
 @dataclass(frozen=True)
 class Targets:
     postgres: servers.NodePostgres
     s3: servers.NodeS3
     http_url: str
+    stalled_url: str  # accepts and never answers
 
     def values(self, built: image.BuiltImage, postgres_secret: str = "airia-postgres") -> dict[str, Any]:
         """my-values.yaml as the README writes it: targets with secretRefs to Secrets created beforehand."""
@@ -190,6 +194,14 @@ class Targets:
                 {"name": "kube-api", "kind": "tcp", "host": f"kubernetes.default.svc.{CLUSTER_DOMAIN}", "port": 443},
                 {"name": "cluster-dns", "kind": "dns", "host": f"kubernetes.default.svc.{CLUSTER_DOMAIN}"},
                 {"name": "node-http", "kind": "http", "url": self.http_url},
+                # a hung service the platform can live without: it fails on time and holds nothing up
+                {
+                    "name": "stalled-service",
+                    "kind": "http",
+                    "url": self.stalled_url,
+                    "required": False,
+                    "timeout": STALL_TIMEOUT,
+                },
             ],
         }
 
@@ -205,8 +217,13 @@ def create_secret(namespace: str, name: str, data: dict[str, str]) -> None:
 
 @pytest.fixture(scope="session")
 def targets(cluster: MemoryWatch) -> Iterator[Targets]:
-    with servers.postgres() as postgres, servers.s3() as s3, servers.http_server() as url:
-        yield Targets(postgres, s3, url)
+    with (
+        servers.postgres() as postgres,
+        servers.s3() as s3,
+        servers.http_server() as url,
+        servers.stalled_server() as stalled,
+    ):
+        yield Targets(postgres, s3, url, stalled)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.cluster import netns
 from tests.cluster.layout import APP_IMAGE_REPOSITORY, DEBIAN_RELEASE, RUN, cache_dir
 from tests.deploy.dockercontext import list_context
 from tests.deploy.dockerfile import DOCKERFILE, stages
@@ -36,9 +37,10 @@ def log(message: str) -> None:
     print(f"[image] {message}", flush=True)
 
 
-def buildah(*args: str, timeout: float = 1800) -> str:
+def buildah(*args: str, timeout: float = 1800, inside_node: bool = False) -> str:
+    argv = ["buildah", *STORAGE, "--storage-driver=vfs", *args]
     result = subprocess.run(
-        ["buildah", *STORAGE, "--storage-driver=vfs", *args],
+        netns.command(argv) if inside_node else argv,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -221,3 +223,24 @@ def derived(built: BuiltImage, suffix: str, entrypoint: list[str]) -> BuiltImage
             buildah("push", name, f"docker-archive:{partial}:{name}")
             partial.rename(archive)
     return BuiltImage(name, built.repository, tag, archive, 0.0)
+
+
+def push(built: BuiltImage, destination: str, ca_file: Path, docker_config: str) -> str:
+    """Push the image to a registry in the node's namespace (`host:port/repository:tag`), trusting `ca_file` and
+    signing in with the `.dockerconfigjson` text, as a release is mirrored; returns the manifest's digest."""
+    with tempfile.TemporaryDirectory(prefix="airia-push-") as work:
+        certs, authfile, digestfile = Path(work, "certs"), Path(work, "auth.json"), Path(work, "digest")
+        certs.mkdir()
+        shutil.copyfile(ca_file, certs / "ca.crt")  # buildah trusts every *.crt of --cert-dir
+        authfile.write_text(docker_config)
+        authfile.chmod(0o600)
+        buildah(
+            "push",
+            f"--cert-dir={certs}",
+            f"--authfile={authfile}",
+            f"--digestfile={digestfile}",
+            built.name,
+            f"docker://{destination}",
+            inside_node=True,
+        )
+        return digestfile.read_text().strip()

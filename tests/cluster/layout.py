@@ -42,6 +42,7 @@ DNS_SERVICE_IP = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
 NODE_NAME = "airia-node"
 APISERVER_PORT = 6443
+REGISTRY_PORT = 5443  # a private registry on NODE_IP: containerd (in the node) pulls from it, pods reach it
 
 # Images the cluster runs besides the app (built here: nothing can be pulled)
 PAUSE_IMAGE = "airia-test-pod.local/pause:1.0"

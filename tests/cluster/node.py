@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from tests.cluster.layout import (
 CONTAINERD_SOCKET = RUN / "containerd" / "containerd.sock"
 PIDS = RUN / "pids"
 LOGS = STATE / "logs"
+REGISTRY_HOSTS = STATE / "conf" / "certs.d"  # containerd's config_path for registries
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LOCAL_PATH_NAMESPACE = "local-path-storage"
 STORAGE_CLASS = "local-path"
@@ -181,6 +182,30 @@ def import_image(archive: Path) -> None:
     ctr("images", "import", str(archive))
 
 
+def remove_images(repository: str) -> None:
+    """Forget what containerd pulled from `repository` (by tag and by digest); content nothing else uses goes too."""
+    prefixes = (f"{repository}:", f"{repository}@")
+    names = [name for name in ctr("images", "ls", "-q").split() if name.startswith(prefixes)]
+    if names:
+        ctr("images", "rm", "--sync", *names)
+
+
+@contextlib.contextmanager
+def trusted_registry(host: str, ca_file: Path) -> Iterator[Path]:
+    """containerd trusts `ca_file` for https://host, as an operator sets up a private registry: hosts.toml in the
+    CRI plugin's config_path, which containerd reads on every pull (no restart)."""
+    hosts = REGISTRY_HOSTS / host / "hosts.toml"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text(
+        f'server = "https://{host}"\n\n[host."https://{host}"]\n  capabilities = ["pull", "resolve"]\n'
+        f'  ca = "{ca_file}"\n'
+    )
+    try:
+        yield hosts
+    finally:
+        shutil.rmtree(hosts.parent, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- configuration files
 
 
@@ -211,6 +236,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+  # a registry's CA and mirrors as users configure them: <host:port>/hosts.toml in this directory, read per pull
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{REGISTRY_HOSTS}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{conf / "cni"}"

@@ -3,6 +3,8 @@
     with postgres() as db: ...      # PostgreSQL 15 (Debian's), TLS on, one database and role; password rotation
     with s3() as store: ...         # moto's S3 server, one bucket
     with http_server() as url: ...  # a plain HTTP server answering 200
+    with stalled_server() as url: ...  # accepts connections and never answers
+    with registry() as mirror: ...  # CNCF distribution over TLS (a CA made here) with htpasswd auth
 
 Each starts its process with `netns.command` (or binds its socket from inside the node), so nothing listens
 outside the cluster's namespaces; setting the servers up goes through a Unix socket or from inside the node.
@@ -10,26 +12,34 @@ outside the cluster's namespaces; setting the servers up goes through a Unix soc
 
 from __future__ import annotations
 
+import base64
 import http.server
+import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.certs import Certificates
-from tests.cluster import netns
-from tests.cluster.layout import NODE_IP
+from tests.cluster import netns, node
+from tests.cluster.layout import NODE_IP, REGISTRY_PORT
+from tests.servers import StallServer
+from tests.services import registry as oci
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 
 
 @dataclass
@@ -222,3 +232,115 @@ def http_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def stalled_server() -> Iterator[str]:
+    with netns.inside_node():  # listening in the node's namespace; the accepting thread needs no namespace
+        server = StallServer(NODE_IP)
+    try:
+        yield f"http://{NODE_IP}:{server.port}/"
+    finally:
+        server.close()
+
+
+@dataclass(frozen=True)
+class NodeRegistry:
+    host: str  # host:port, as image references and pull Secrets name it
+    user: str
+    password: str
+    ca_file: Path  # the CA that signed the registry's certificate (no one trusts it unless told)
+    log: Path
+
+    def docker_config(self, password: str | None = None) -> str:
+        """The .dockerconfigjson a pull Secret holds for this registry (with another password when given)."""
+        secret = self.password if password is None else password
+        auth = base64.b64encode(f"{self.user}:{secret}".encode()).decode()
+        return json.dumps({"auths": {self.host: {"username": self.user, "password": secret, "auth": auth}}})
+
+    def pull_secret(self, namespace: str, name: str, password: str | None = None) -> None:
+        """`kubectl create secret docker-registry` for this registry (or its replacement), as the platform's
+        pull Secret is made; with another password when given."""
+        manifest = node.kubectl(
+            "-n",
+            namespace,
+            "create",
+            "secret",
+            "docker-registry",
+            name,
+            f"--docker-server={self.host}",
+            f"--docker-username={self.user}",
+            f"--docker-password={self.password if password is None else password}",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        )
+        node.kubectl("apply", "-f", "-", input=manifest)
+
+    def get(self, path: str) -> dict[str, Any]:
+        """A JSON document from the registry's API (e.g. a manifest), signed in as `user`; from inside the node."""
+        request = urllib.request.Request(f"https://{self.host}{path}", headers={"Accept": MANIFEST_TYPES})
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        context = ssl.create_default_context(cafile=self.ca_file)
+        with netns.inside_node(), urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            return dict(json.loads(answer.read()))
+
+    def stored_size(self, repository: str, tag: str) -> int:
+        """Bytes the registry holds for the image: its config and its (compressed) layers."""
+        manifest = self.get(f"/v2/{repository}/manifests/{tag}")
+        return int(manifest["config"]["size"]) + sum(int(layer["size"]) for layer in manifest["layers"])
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The registry's log entries for the requests it answered (URI, user agent, status, authenticated user)."""
+        entries = [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return [entry for entry in entries if "http.response.status" in entry]
+
+    def pulls(self) -> list[dict[str, Any]]:
+        """The requests containerd made (a pull by the kubelet): manifests and the blobs it fetched."""
+        return [entry for entry in self.requests() if entry.get("http.request.useragent", "").startswith("containerd/")]
+
+
+@contextmanager
+def registry() -> Iterator[NodeRegistry]:
+    """The registry the image tests push to and the cluster pulls from: TLS with a CA made here, htpasswd auth."""
+    if not oci.binary().exists():
+        raise RuntimeError(f"the registry is not installed ({oci.MODULE}): python -m tests.services install registry")
+    workdir = Path(tempfile.mkdtemp(prefix="airia-cluster-registry-"))
+    host = f"{NODE_IP}:{REGISTRY_PORT}"
+    password = "pull-" + secrets.token_urlsafe(16)
+    server = NodeRegistry(host, "mirror-puller", password, workdir / "ca.pem", workdir / "registry.log")
+    certs = Certificates(workdir / "certs", organisation="Mirror")
+    shutil.copyfile(certs.ca_file, server.ca_file)
+    cert = certs.leaf("registry", hosts=[NODE_IP])
+    (workdir / "htpasswd").write_text(oci.htpasswd_line(server.user, server.password))
+    config = {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "json"},  # one line per request, with the user it authenticated
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
+        "http": {"addr": host, "tls": {"certificate": str(cert.cert_file), "key": str(cert.key_file)}},
+        "auth": {"htpasswd": {"realm": "mirror", "path": str(workdir / "htpasswd")}},
+    }
+    (workdir / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+    with server.log.open("wb") as log:
+        process = subprocess.Popen(
+            netns.command([str(oci.binary()), "serve", str(workdir / "config.yml")]), stdout=log, stderr=log
+        )
+    try:
+        context = ssl.create_default_context(cafile=server.ca_file)
+        with netns.inside_node():
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"https://{host}/v2/", timeout=2, context=context)
+                except urllib.error.HTTPError:
+                    break  # 401: serving, and asking for credentials
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the registry did not start: {server.log.read_text()[-800:]}") from None
+                    time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(15)
+        shutil.rmtree(workdir, ignore_errors=True)

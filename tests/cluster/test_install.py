@@ -18,6 +18,7 @@ from tests.cluster.conftest import (
     CHART,
     NAMESPACE,
     RELEASE,
+    STALL_TIMEOUT,
     Targets,
     create_secret,
     helm,
@@ -27,12 +28,12 @@ from tests.cluster.layout import NODE_NAME
 from tests.deploy.dockerfile import DOCKERFILE, healthcheck, stages
 
 
-def pod(release: str = RELEASE) -> dict[str, Any]:
+def pod(release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, Any]:
     """The release's one running server pod."""
     listed = json.loads(
         node.kubectl(
             "-n",
-            NAMESPACE,
+            namespace,
             "get",
             "pods",
             "-l",
@@ -63,15 +64,15 @@ def probe_counts(pod_name: str) -> dict[tuple[str, str], int]:
     return counts
 
 
-def auth_password(secret: str) -> str:
+def auth_password(secret: str, namespace: str = NAMESPACE) -> str:
     """The password as README and NOTES.txt read it: `get secret … -o jsonpath='{.data.auth_password}' | base64 -d`."""
-    encoded = node.kubectl("-n", NAMESPACE, "get", "secret", secret, "-o", "jsonpath={.data.auth_password}")
+    encoded = node.kubectl("-n", namespace, "get", "secret", secret, "-o", "jsonpath={.data.auth_password}")
     return base64.b64decode(encoded).decode()
 
 
-def run_through_the_api(service: str, password: str) -> dict[str, Any]:
+def run_through_the_api(service: str, password: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     """Sign in through a port-forward to the Service, start a run, and read its results when it lands."""
-    with port_forward(NAMESPACE, f"service/{service}", 8080) as port, netns.inside_node():
+    with port_forward(namespace, f"service/{service}", 8080) as port, netns.inside_node():
         return _run(f"http://127.0.0.1:{port}", password)
 
 
@@ -145,9 +146,48 @@ def test_dashboard_through_port_forward_runs_and_passes(installed: str) -> None:
     assert run["verdict"] == "ready", statuses(run)
     assert statuses(run) == dict.fromkeys(
         ("main-db", "artifacts", "kube-api", "cluster-dns", "node-http"), ("passed", None)
-    )
+    ) | {"stalled-service": ("failed", "operation")}  # optional: the verdict stays ready
     facts = {r["name"]: r["facts"] for r in run["results"]}
     assert "10.96.0.1" in json.dumps(facts["cluster-dns"])  # resolved by the cluster's CoreDNS
+
+
+def test_a_stalled_target_fails_at_its_stage_on_time_and_holds_nothing_up(installed: str) -> None:
+    server = pod()["metadata"]["name"]
+    before, password = probe_counts(server), auth_password(f"{installed}-auth")
+    with (
+        port_forward(NAMESPACE, f"service/{installed}", 8080) as port,
+        netns.inside_node(),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        token = client.post("/api/token", data={"username": "admin", "password": password})
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        started = client.post("/api/runs", headers=headers).json()["started_at"]
+        # while the stalled check hangs, the endpoints the kubelet probes answer at once
+        slowest, run = 0.0, None
+        deadline = time.monotonic() + 60
+        while run is None and time.monotonic() < deadline:
+            for path in ("/health/ready", "/health/live"):
+                asked = time.monotonic()
+                assert client.get(path).status_code == 200, path
+                slowest = max(slowest, time.monotonic() - asked)
+            results = client.get("/api/results", headers=headers).json()
+            if results["verdict"] is not None and results["started_at"] >= started:
+                run = results
+            time.sleep(0.2)
+    assert run is not None, "the run did not finish within 60 s"
+    (stalled,) = [r for r in run["results"] if r["name"] == "stalled-service"]
+    assert (stalled["status"], stalled["stage"]) == ("failed", "operation"), stalled
+    assert STALL_TIMEOUT * 1000 <= stalled["duration_ms"] < (STALL_TIMEOUT + 1) * 1000
+    others = {name: verdict for name, verdict in statuses(run).items() if name != "stalled-service"}
+    assert set(others.values()) == {("passed", None)}, others
+    assert run["verdict"] == "ready"
+    print(f"\n[cluster] probes' slowest answer while a target stalled: {slowest * 1000:.0f} ms")
+    # the first probes are asked as the stall begins: held by it, they would take most of its timeout
+    assert slowest < STALL_TIMEOUT / 2, f"slowest probe took {slowest * 1000:.0f} ms"
+    after = probe_counts(server)
+    assert {key: n for key, n in after.items() if key[1] != "successful"} == {
+        key: n for key, n in before.items() if key[1] != "successful"
+    }, (before, after)
 
 
 def test_helm_test_passes_for_the_healthy_release(installed: str) -> None:

@@ -73,6 +73,11 @@ def install() -> None:
     subprocess.run(["go", "install", MODULE], check=True, env=environment)
 
 
+def htpasswd_line(user: str, password: str) -> str:
+    """An htpasswd entry with the bcrypt hash the registry's htpasswd auth accepts."""
+    return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n"
+
+
 # --- the token server ---------------------------------------------------------------------------------------------
 
 
@@ -251,7 +256,7 @@ def oci_registry() -> Iterator[OciRegistry]:
     directory = Path(tempfile.mkdtemp(prefix="registry-"))
     storage = directory / "storage"
     htpasswd = directory / "htpasswd"
-    htpasswd.write_text(f"{USER}:{crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n")
+    htpasswd.write_text(htpasswd_line(USER, PASSWORD))
     tokens = TokenServer(directory)
     started: list[subprocess.Popen[bytes]] = []
     try:

@@ -100,6 +100,7 @@ class ServerProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    wrapper: list[str] = field(default_factory=list)  # a command the server runs under, e.g. strace's
 
     @property
     def url(self) -> str:
@@ -112,7 +113,11 @@ class ServerProcess:
         started = time.monotonic()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                [*self.wrapper, sys.executable, "-m", "app", "serve"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         while time.monotonic() - started < 20:
             if self.process.poll() is not None:
@@ -130,13 +135,20 @@ class ServerProcess:
         if self.process is None:
             return 0
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            os.kill(self._server_pid(self.process.pid), signal.SIGTERM)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def _server_pid(self, pid: int) -> int:
+        """The server's own process: under a wrapper, the wrapper's child (the wrapper ends when it does)."""
+        if not self.wrapper:
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return int(children[0]) if children else pid
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

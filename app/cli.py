@@ -18,7 +18,20 @@ from pathlib import Path
 from typing import NoReturn
 
 from app import __version__
-from app.gate_client import GATE_TOKEN_ENV, GATE_URL_ENV, MAX_AGE, MAX_TIMEOUT, MAX_WAIT, TIMEOUT_MARGIN
+from app.gate_client import (  # the standard library and app.sanitization; httpx only when a call is made
+    GATE_TOKEN_ENV,
+    GATE_URL_ENV,
+    MAX_AGE,
+    MAX_TIMEOUT,
+    MAX_WAIT,
+    TIMEOUT_MARGIN,
+    GateCall,
+    GateConfigError,
+    GateUnreachable,
+    ask,
+    gate_url,
+    read_token,
+)
 
 EXIT_READY, EXIT_NOT_READY, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 DEMO_CONFIG = Path(__file__).parent / "demo-targets.yaml"
@@ -168,16 +181,16 @@ class _RefuseToken(argparse.Action):
 
 
 def _seconds(limit: float, *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type for a number of seconds up to `limit`, above 0 (or from 0 with `zero`)."""
+    bounds = f"from 0 to {limit:g}" if zero else f"more than 0 and at most {limit:g}"
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            value = math.nan
-        if not (0 <= value <= limit if zero else 0 < value <= limit):
-            low = "from 0" if zero else "more than 0 and at most"
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a number of seconds {low} {'to ' if zero else ''}{limit:g}"
-            )
+            value = math.nan  # refused below, like inf: every comparison with nan is false
+        if not (0 <= value <= limit and (zero or value > 0)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds {bounds}")
         return value
 
     return parse
@@ -249,8 +262,6 @@ def check(args: argparse.Namespace) -> int:
 
 
 def gate(args: argparse.Namespace) -> int:
-    from app.gate_client import GateCall, GateConfigError, GateUnreachable, ask, gate_url, read_token
-
     params = [("wait", f"{args.wait:g}")] if args.wait else []
     if args.max_age is not None:
         params.append(("max_age", f"{args.max_age:g}"))

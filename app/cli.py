@@ -1,6 +1,8 @@
-"""Command line: `check` runs the targets once and exits with the verdict; `serve` runs the dashboard.
+"""Command line: `check` runs the targets once and exits with the verdict; `serve` runs the dashboard; `gate`
+asks a running pod's readiness gate, for a pipeline or a GitOps hook Job running this image.
 
-Exit codes: 0 ready, 1 not ready, 2 bad usage or bad config.
+Exit codes: 0 ready, 1 not ready, 2 bad usage or bad config, 3 (gate only) the pod cannot be reached or gave an
+answer that is not the gate's.
 """
 
 from __future__ import annotations
@@ -8,15 +10,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from app import __version__
+from app.gate_client import (  # the standard library and app.sanitization; httpx only when a call is made
+    GATE_TOKEN_ENV,
+    GATE_URL_ENV,
+    MAX_AGE,
+    MAX_TIMEOUT,
+    MAX_WAIT,
+    TIMEOUT_MARGIN,
+    GateCall,
+    GateConfigError,
+    GateUnreachable,
+    ask,
+    gate_url,
+    read_token,
+)
 
-EXIT_READY, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
+EXIT_READY, EXIT_NOT_READY, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 DEMO_CONFIG = Path(__file__).parent / "demo-targets.yaml"
 
 
@@ -47,6 +64,17 @@ SERVE_ENVIRONMENT = """environment (a file named like the setting in TESTPOD_SEC
   TESTPOD_ALERT_SMTP_HOST / TESTPOD_ALERT_SMTP_PORT / TESTPOD_ALERT_SMTP_SECURITY (starttls, ssl, none)
   TESTPOD_ALERT_SMTP_USERNAME / TESTPOD_ALERT_SMTP_PASSWORD / TESTPOD_ALERT_EMAIL_FROM / TESTPOD_ALERT_EMAIL_TO (a,b)
                               e-mail alerts
+"""
+
+
+GATE_EPILOG = f"""exit codes: 0 ready, 1 not ready (the verdict and each failing required target, one line each),
+  2 bad usage or config (no URL, no token, an unknown target), 3 the pod cannot be reached or its answer is not
+  the gate's (a refused token, a server error, no answer within --timeout)
+
+environment:
+  {GATE_URL_ENV}    the test pod's base URL, when --url is not given
+  {GATE_TOKEN_ENV}  the gate token (a tpgate_ token from the dashboard's Gate tokens page), when --token-file
+                      is not given; a token is never taken from the command line, where `ps` would show it
 """
 
 
@@ -93,6 +121,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="proxies whose X-Forwarded-* headers are trusted, comma-separated (default: $TESTPOD_FORWARDED_ALLOW_IPS)",
     )
 
+    gate = commands.add_parser(
+        "gate",
+        help="ask a running pod's readiness gate and exit with its verdict (for CI jobs and GitOps hooks)",
+        description="Ask the readiness gate of a running test pod and exit with its verdict.",
+        epilog=GATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gate.add_argument(
+        "--url",
+        help=f"the test pod's base URL, e.g. http://readiness-airia-test-pod.ns.svc:8080 (default: ${GATE_URL_ENV})",
+    )
+    gate.add_argument(
+        "--token-file", metavar="FILE", help=f"file holding the gate token (default: the token in ${GATE_TOKEN_ENV})"
+    )
+    gate.add_argument("--token", nargs="?", action=_RefuseToken, help=argparse.SUPPRESS)
+    gate.add_argument(
+        "--max-age",
+        type=_seconds(MAX_AGE),
+        metavar="SECONDS",
+        help="results older than this are stale (default: the pod's, 300)",
+    )
+    gate.add_argument(
+        "--wait",
+        type=_seconds(MAX_WAIT, zero=True),
+        metavar="SECONDS",
+        default=0.0,
+        help=f"when stale, let the pod run the checks and wait up to this long for them (at most "
+        f"{MAX_WAIT:g}; default 0: answer at once)",
+    )
+    gate.add_argument("--target", action="append", metavar="NAME", help="judge only this target (repeatable)")
+    gate.add_argument("--strict", action="store_true", help="warnings block too (default: the pod's setting)")
+    gate.add_argument(
+        "--timeout",
+        type=_seconds(MAX_TIMEOUT),
+        metavar="SECONDS",
+        help=f"give up after this long, whatever happens (default: --wait + {TIMEOUT_MARGIN:g})",
+    )
+    gate.add_argument("--ca-file", metavar="FILE", help="PEM bundle of the CA that signed an https URL's certificate")
+
     commands.add_parser(
         "hash-password",
         help="read a password from standard input and print its argon2 hash for TESTPOD_AUTH_PASSWORD_HASH",
@@ -106,12 +173,37 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+class _RefuseToken(argparse.Action):
+    """A token on the command line would show in `ps` and in a Job's spec: refused, and never repeated."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        parser.error(f"a gate token is never taken from the command line; use --token-file FILE or ${GATE_TOKEN_ENV}")
+
+
+def _seconds(limit: float, *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type for a number of seconds up to `limit`, above 0 (or from 0 with `zero`)."""
+    bounds = f"from 0 to {limit:g}" if zero else f"more than 0 and at most {limit:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan  # refused below, like inf: every comparison with nan is false
+        if not (0 <= value <= limit and (zero or value > 0)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds {bounds}")
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check(args)
     if args.command == "serve":
         return serve(args)
+    if args.command == "gate":
+        return gate(args)
     if args.command == "hash-password":
         return hash_password()
     return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
@@ -167,6 +259,35 @@ def check(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(rendered)
     return EXIT_READY if run.verdict == "ready" else EXIT_NOT_READY
+
+
+def gate(args: argparse.Namespace) -> int:
+    params = [("wait", f"{args.wait:g}")] if args.wait else []
+    if args.max_age is not None:
+        params.append(("max_age", f"{args.max_age:g}"))
+    params += [("target", name) for name in args.target or ()]
+    if args.strict:
+        params.append(("strict", "true"))
+    timeout = args.timeout or args.wait + TIMEOUT_MARGIN
+    try:
+        if timeout <= args.wait:
+            raise GateConfigError(f"--timeout {timeout:g} must be longer than --wait {args.wait:g}")
+        call = GateCall(
+            gate_url(args.url or os.environ.get(GATE_URL_ENV, "")),
+            read_token(args.token_file),
+            tuple(params),
+            timeout,
+            args.ca_file,
+        )
+        answer = ask(call)
+    except GateConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except GateUnreachable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print("\n".join(answer.lines))
+    return EXIT_READY if answer.ready else EXIT_NOT_READY
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -34,9 +34,9 @@ from tests.deploy.chart import (
     render_error,
     template,
 )
+from tests.deploy.conftest import KUBE_VERSIONS
 from tests.deploy.tools import require, run
 
-KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())  # the oldest we test and the newest bundled
 FULLNAME = f"{RELEASE}-airia-test-pod"
 VALUES = {path.stem: path for path in CI_VALUES}
 CONFIG_PATH = "/etc/airia-test-pod/targets.yaml"
@@ -149,21 +149,6 @@ def test_a_secret_ref_to_a_missing_chart_secret_key_is_refused(tmp_path: Path) -
     target["secretRefs"] = {"password": {"key": "pg-password"}}
     values.write_text(yaml.safe_dump({"targets": [target], "targetSecrets": {"other": "x"}}))
     assert 'targetSecrets has no key "pg-password"' in render_error(values)
-
-
-@pytest.fixture(scope="session")
-def kubeconform_schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """kubernetes-validate's bundled schemas, with their `/api/_definitions.json` references made file URLs."""
-    bundled = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
-    root = tmp_path_factory.mktemp("kube-schemas")
-    for version in KUBE_VERSIONS:
-        source = bundled / f"v{version}-local-strict"
-        target = root / source.name
-        target.mkdir()
-        definitions = (target / "_definitions.json").as_uri()
-        for schema in source.glob("*.json"):
-            (target / schema.name).write_text(schema.read_text().replace('"/api/_definitions.json', f'"{definitions}'))
-    return root
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)

@@ -16,8 +16,8 @@ import yaml
 
 from tests.cluster import image, netns, node
 from tests.cluster.conftest import NAMESPACE, Targets, create_secret, port_forward
-from tests.cluster.test_install import auth_password, run_through_the_api, statuses
-from tests.deploy.test_gitops_examples import ARGO_JOB
+from tests.cluster.release import auth_password, run_through_the_api, statuses
+from tests.deploy.chart import ARGO_JOB
 
 PLATFORM = "airia"  # the platform's namespace, as the example's comments name it
 JOB_DEADLINE = 240  # the example's activeDeadlineSeconds is 300; the gate answers within --wait 120

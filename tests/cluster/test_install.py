@@ -8,7 +8,6 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
@@ -25,28 +24,8 @@ from tests.cluster.conftest import (
     port_forward,
 )
 from tests.cluster.layout import NODE_NAME
+from tests.cluster.release import auth_password, pod, run_through_the_api, statuses
 from tests.deploy.dockerfile import DOCKERFILE, healthcheck, stages
-
-
-def pod(release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, Any]:
-    """The release's one running server pod."""
-    listed = json.loads(
-        node.kubectl(
-            "-n",
-            namespace,
-            "get",
-            "pods",
-            "-l",
-            f"app.kubernetes.io/instance={release},app.kubernetes.io/name=airia-test-pod",
-            "-o",
-            "json",
-        )
-    )["items"]
-    running = [
-        p for p in listed if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-    ]
-    assert len(running) == 1, [p["metadata"]["name"] for p in listed]
-    return dict(running[0])
 
 
 def exec_python(pod_name: str, code: str) -> str:
@@ -62,38 +41,6 @@ def probe_counts(pod_name: str) -> dict[tuple[str, str], int]:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
             counts[(labels["probe_type"], labels["result"])] = int(float(line.rsplit(" ", 1)[1]))
     return counts
-
-
-def auth_password(secret: str, namespace: str = NAMESPACE) -> str:
-    """The password as README and NOTES.txt read it: `get secret … -o jsonpath='{.data.auth_password}' | base64 -d`."""
-    encoded = node.kubectl("-n", namespace, "get", "secret", secret, "-o", "jsonpath={.data.auth_password}")
-    return base64.b64decode(encoded).decode()
-
-
-def run_through_the_api(service: str, password: str, namespace: str = NAMESPACE) -> dict[str, Any]:
-    """Sign in through a port-forward to the Service, start a run, and read its results when it lands."""
-    with port_forward(namespace, f"service/{service}", 8080) as port, netns.inside_node():
-        return _run(f"http://127.0.0.1:{port}", password)
-
-
-def _run(url: str, password: str) -> dict[str, Any]:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        token = client.post("/api/token", data={"username": "admin", "password": password})
-        assert token.status_code == 200, token.text
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        started = client.post("/api/runs", headers=headers)
-        assert started.status_code == 202, started.text
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            results = client.get("/api/results", headers=headers).json()
-            if results["verdict"] is not None and results["started_at"] >= started.json()["started_at"]:
-                return dict(results)
-            time.sleep(1)
-    raise AssertionError("the run did not finish within 90 s")
-
-
-def statuses(run: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
-    return {r["name"]: (r["status"], r["stage"]) for r in run["results"]}
 
 
 def test_install_waited_for_the_kubelet_probes(installed: str) -> None:

@@ -20,7 +20,7 @@ import yaml
 
 from tests.cluster import image, node, servers
 from tests.cluster.conftest import CHART, helm
-from tests.cluster.test_install import auth_password, pod, run_through_the_api, statuses
+from tests.cluster.release import auth_password, pod, run_through_the_api, statuses
 
 NAMESPACE = "airia-mirror"
 MIRROR_REPOSITORY = "mirror/airia-test-pod"  # never imported into containerd: only a pull puts it there

@@ -12,6 +12,8 @@ from tests.deploy.tools import require, run
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "airia-test-pod"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+GITOPS_EXAMPLES = CHART / "examples" / "gitops"
+ARGO_JOB = GITOPS_EXAMPLES / "argocd" / "readiness-gate-presync.yaml"
 NAMESPACE = "airia-readiness"
 RELEASE = "readiness"
 

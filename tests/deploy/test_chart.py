@@ -34,8 +34,7 @@ from tests.deploy.chart import (
     render_error,
     template,
 )
-from tests.deploy.conftest import KUBE_VERSIONS
-from tests.deploy.tools import require, run
+from tests.deploy.tools import KUBE_VERSIONS, require, run
 
 FULLNAME = f"{RELEASE}-airia-test-pod"
 VALUES = {path.stem: path for path in CI_VALUES}

@@ -14,11 +14,21 @@ import pytest
 import yaml
 
 from app.cli import build_parser
-from tests.deploy.chart import CHART, CI_VALUES, NAMESPACE, RELEASE, container, objects, one, render
-from tests.deploy.conftest import KUBE_VERSIONS, kubeconform
+from tests.deploy.chart import (
+    ARGO_JOB,
+    CHART,
+    CI_VALUES,
+    GITOPS_EXAMPLES,
+    NAMESPACE,
+    RELEASE,
+    container,
+    objects,
+    one,
+    render,
+)
+from tests.deploy.tools import KUBE_VERSIONS, kubeconform
 
-EXAMPLES = CHART / "examples" / "gitops"
-ARGO_JOB = EXAMPLES / "argocd" / "readiness-gate-presync.yaml"
+EXAMPLES = GITOPS_EXAMPLES
 FLUX_GATE = EXAMPLES / "flux" / "readiness-gate"
 FLUX_KUSTOMIZATIONS = EXAMPLES / "flux" / "kustomizations.yaml"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())

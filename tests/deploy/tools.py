@@ -1,4 +1,5 @@
-"""Find the validators the deploy tests run. A missing tool fails the test under CI=true and skips it elsewhere."""
+"""The validators the deploy tests run (a missing tool fails the test under CI=true and skips it elsewhere), and
+kubeconform against the Kubernetes versions we support."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 
 INSTALL = {
@@ -52,3 +54,14 @@ def require(name: str) -> str:
 
 def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())  # the oldest we test and the newest bundled
+
+
+def kubeconform(manifest: Path, kube_version: str, schemas: Path) -> subprocess.CompletedProcess[str]:
+    """`kubeconform -strict` of a manifest file against the bundled schemas of `kube_version`."""
+    location = f"{schemas}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}"
+    location += "/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    command = [require("kubeconform"), "-strict", "-summary", "-kubernetes-version", kube_version]
+    return run([*command, "-schema-location", location, str(manifest)])

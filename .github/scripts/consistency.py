@@ -1,7 +1,8 @@
 """Version consistency: `app/__init__.py` is the single source of the version.
 
-The chart's `version` and `appVersion` must equal it, and `values.yaml` `image.tag` must be "" (meaning
-"use appVersion") or exactly it. `check` names every mismatch; `set-version` rewrites all of them in one step,
+The chart's `version` and `appVersion` must equal it, `values.yaml` `image.tag` must be "" (meaning
+"use appVersion") or exactly it, and the examples shipped with the chart (`examples/**/*.yaml`) must run the
+product's image at exactly it. `check` names every mismatch; `set-version` rewrites all of them in one step,
 editing the lines in place so comments and layout survive.
 
     python .github/scripts/consistency.py check [--expect 1.4.2]
@@ -24,8 +25,11 @@ from versions import Version
 APP_FILE = "app/__init__.py"
 CHART_FILE = "helm/airia-test-pod/Chart.yaml"
 VALUES_FILE = "helm/airia-test-pod/values.yaml"
+EXAMPLES_DIR = "helm/airia-test-pod/examples"
 
 _APP_VERSION = re.compile(r"""^(__version__\s*=\s*)(["'])(?P<value>[^"'\n]*)(["'])""", re.M)
+# the product's image in an example manifest: `image: <registry>/airia-test-pod:<tag>`
+_EXAMPLE_IMAGE = re.compile(r"""^\s*-?\s*image:\s*["']?[^\s"'#]*/airia-test-pod:(?P<value>[^\s"'#@]*)""", re.M)
 
 
 def _top_level_key(key: str) -> re.Pattern[str]:
@@ -43,6 +47,7 @@ class Found:
     chart_version: str
     chart_app_version: str
     image_tag: str | None  # "" means "use appVersion"; None means the key is missing
+    example_tags: tuple[tuple[str, str], ...] = ()  # (file, tag) of every product image an example runs
 
 
 def _read(root: Path, relative: str) -> str:
@@ -79,7 +84,16 @@ def read(root: Path) -> Found:
         chart_version=str(chart.get("version", "")),
         chart_app_version=str(chart.get("appVersion", "")),
         image_tag=None if tag is None else str(tag),
+        example_tags=tuple(
+            (relative, match["value"])
+            for relative in _examples(root)
+            for match in _EXAMPLE_IMAGE.finditer(_read(root, relative))
+        ),
     )
+
+
+def _examples(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in (root / EXAMPLES_DIR).rglob("*.yaml"))
 
 
 def mismatches(found: Found, expected: str | None = None) -> list[str]:
@@ -97,6 +111,9 @@ def mismatches(found: Found, expected: str | None = None) -> list[str]:
         problems.append(
             f'{VALUES_FILE}: image.tag is {found.image_tag!r}, expected "" (use appVersion) or {found.app!r}'
         )
+    for relative, tag in found.example_tags:
+        if tag != found.app:
+            problems.append(f"{relative}: runs airia-test-pod:{tag}, expected {found.app!r}")
     return problems
 
 
@@ -106,6 +123,10 @@ def _replace_once(text: str, pattern: re.Pattern[str], value: str, where: str) -
         raise ConsistencyError(f"{where}: expected exactly one line to update, found {len(matches)}")
     match = matches[0]
     return text[: match.start("value")] + value + text[match.end("value") :]
+
+
+def _replace_all(text: str, pattern: re.Pattern[str], value: str) -> str:
+    return pattern.sub(lambda m: m[0][: m.start("value") - m.start()] + value, text)
 
 
 def _replace_image_tag(text: str, version: str) -> str:
@@ -148,6 +169,7 @@ def set_version(root: Path, version: str) -> None:
             f"{CHART_FILE} appVersion",
         ),
         VALUES_FILE: _replace_image_tag(_read(root, VALUES_FILE), version),
+        **{relative: _replace_all(_read(root, relative), _EXAMPLE_IMAGE, version) for relative in _examples(root)},
     }
     for relative, text in edits.items():  # every edit was computed before the first write
         (root / relative).write_text(text, encoding="utf-8")
@@ -169,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "set-version":
             set_version(args.root, args.version)
-            print(f"version set to {args.version} in {APP_FILE}, {CHART_FILE} and {VALUES_FILE}")
+            print(f"version set to {args.version} in {APP_FILE}, {CHART_FILE}, {VALUES_FILE} and {EXAMPLES_DIR}")
             return 0
         expected = args.expect.removeprefix("v") if args.expect else None
         found = read(args.root)

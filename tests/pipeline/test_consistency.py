@@ -1,4 +1,4 @@
-"""Version consistency between app/__init__.py, Chart.yaml and values.yaml: check and set-version."""
+"""Version consistency between app/__init__.py, Chart.yaml, values.yaml and the chart's examples."""
 
 from __future__ import annotations
 
@@ -158,3 +158,34 @@ def test_cli_reports_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_the_repository_itself_is_consistent() -> None:
     assert mismatches(read(ROOT)) == []
+
+
+EXAMPLE = """\
+# a hook Job that runs the product's image: ghcr.io/airia/airia-test-pod:0.0.1 in a comment is not an image
+apiVersion: batch/v1
+kind: Job
+spec:
+  template:
+    spec:
+      initContainers:
+        - image: "registry.example/mirror/airia-test-pod:{tag}"
+      containers:
+        - name: gate
+          image: ghcr.io/airia/airia-test-pod:{tag}  # the installed release's tag
+        - name: other
+          image: ghcr.io/airia/other:{tag}
+"""
+
+
+def test_the_examples_shipped_with_the_chart_run_the_released_image(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    example = root / "helm/airia-test-pod/examples/gitops/job.yaml"
+    example.parent.mkdir(parents=True)
+    example.write_text(EXAMPLE.format(tag="1.4.1"))
+    relative = "helm/airia-test-pod/examples/gitops/job.yaml"
+    assert mismatches(read(root)) == [f"{relative}: runs airia-test-pod:1.4.1, expected '1.4.2'"] * 2
+    set_version(root, "1.5.0")
+    assert read(root).example_tags == ((relative, "1.5.0"), (relative, "1.5.0"))
+    text = example.read_text()
+    assert 'mirror/airia-test-pod:1.5.0"' in text and "airia-test-pod:1.5.0  # the installed release's tag" in text
+    assert "ghcr.io/airia/other:1.4.1" in text and "airia-test-pod:0.0.1 in a comment" in text  # left as they were

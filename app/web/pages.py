@@ -138,6 +138,7 @@ def _gate_tokens(
             "notice": None,
             "error": None,
             **shown,
+            "base_url": str(request.base_url).rstrip("/"),
             "gate_url": f"{str(request.base_url).rstrip('/')}/api/readiness-gate",
             "name_rule": NAME_RULE,
             "max_name": MAX_NAME,

@@ -56,6 +56,7 @@ def test_create_shows_the_token_once_and_the_gate_accepts_it(make_client: MakeCl
     secret = found.group(1)
     curl = 'curl -sS --fail-with-body -H "Authorization: Bearer ${TESTPOD_GATE_TOKEN}" '
     assert f'{curl}"http://testserver/api/readiness-gate?wait=60"' in created.text
+    assert 'python -m app gate --url "http://testserver" --wait 60' in created.text  # the hook Job's form
     assert 'data-copy="new-token"' in created.text and "/static/tokens.js" in created.text
 
     gate = client.get(GATE, params={"wait": 10}, headers={"Authorization": f"Bearer {secret}"})

@@ -23,7 +23,9 @@ from urllib.parse import quote, quote_plus
 REDACTED = "***"
 MAX_TEXT = 500
 MIN_FRAGMENT = 4  # the shortest start of a secret recognised before a remote side's own `…`
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 and C1 controls (a C1 CSI starts a terminal escape as ESC [ does) and the bidirectional marks, overrides and
+# isolates that make a line read other than it is
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # A scheme starts where a run of scheme characters starts (the lookbehind) and is taken whole (possessive): a try
 # at every position of a long run of letters made this quadratic, minutes for a hostile megabyte.
 _URL_CREDENTIALS = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*+://)[^/\s:@]++:[^/\s@]+@")

@@ -399,7 +399,7 @@ def test_hostile_gate_answers_are_bounded_and_scrubbed(
     lines = out.splitlines()
     assert lines[0] == "NOT READY: echo *** (0 target(s))"
     assert len(lines) == 1 + 100 + 1 and lines[-1] == "  … and 50 more"
-    assert lines[1].startswith("  t0 [2J  (tcp  INJECTED): failed at auth 31m: server said Bearer *** xxx")
+    assert lines[1].startswith("  t0 [2J (tcp  INJECTED): failed at auth 31m: server said Bearer *** xxx")
     assert lines[1].endswith("x…")
     assert all(len(line) <= 700 for line in lines)
     assert all(ch.isprintable() for ch in out.replace("\n", ""))

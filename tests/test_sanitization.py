@@ -58,6 +58,11 @@ def test_without_secrets_in_scope_text_is_only_cleaned() -> None:
     assert clean_remote_text(f"a\nb {SECRET}") == f"a b {SECRET}"
 
 
+def test_terminal_escapes_and_bidirectional_overrides_are_dropped() -> None:
+    hostile = "ok\x1b[2J \x9b31m red \u202egnp.exe\u202c \u2066isolated\u2069 \u200fmark caf\u00e9 \u4e2d"
+    assert clean_remote_text(hostile) == "ok [2J  31m red  gnp.exe   isolated   mark caf\u00e9 \u4e2d"
+
+
 def test_url_passwords_are_redacted() -> None:
     assert redact("see https://user:hunter2@example.test/x", []) == "see https://***@example.test/x"
     assert redact("xhttps://u:p@h and s3+tls://k:v@bucket", []) == "xhttps://***@h and s3+tls://***@bucket"

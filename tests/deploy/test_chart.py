@@ -519,7 +519,7 @@ def test_proxy_ca_bundle_and_registry_credentials_reach_both_pods() -> None:
         main = container(spec)
         env = {e["name"]: e.get("value") for e in main["env"]}
         assert env["HTTPS_PROXY"] == env["https_proxy"] == "http://proxy.example.com:3128"
-        assert env["NO_PROXY"] == env["no_proxy"] == ".svc,.cluster.local,10.0.0.0/8"
+        assert env["NO_PROXY"] == env["no_proxy"] == ".svc,.cluster.local,198.51.100.0/24"
         assert env["TESTPOD_CA_BUNDLE"] == "/etc/airia-test-pod/ca/ca-bundle.pem"
         mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
         assert mounts["ca-bundle"] == "/etc/airia-test-pod/ca"

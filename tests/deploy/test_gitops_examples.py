@@ -28,9 +28,8 @@ from tests.deploy.chart import (
 )
 from tests.deploy.tools import KUBE_VERSIONS, kubeconform
 
-EXAMPLES = GITOPS_EXAMPLES
-FLUX_GATE = EXAMPLES / "flux" / "readiness-gate"
-FLUX_KUSTOMIZATIONS = EXAMPLES / "flux" / "kustomizations.yaml"
+FLUX_GATE = GITOPS_EXAMPLES / "flux" / "readiness-gate"
+FLUX_KUSTOMIZATIONS = GITOPS_EXAMPLES / "flux" / "kustomizations.yaml"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
 
@@ -56,7 +55,7 @@ def argo_job() -> dict[str, Any]:
 
 
 def test_the_examples_ship_with_the_chart_and_are_not_templates() -> None:
-    assert EXAMPLES.parent.parent == CHART
+    assert GITOPS_EXAMPLES.parent.parent == CHART
     ignored = (CHART / ".helmignore").read_text().split()
     assert not any(pattern.startswith("examples") for pattern in ignored)  # packaged ...
     rendered = objects(render(CI_VALUES[0]))
